@@ -1,3 +1,4 @@
 """HiGen Studio's library: HiGen's network, two-stage pipeline, conditioning, converter, training and evaluation."""
 
+from .conditioning import appearance_matrix, appearance_matrix_from_features, motion_factors_from_latents
 from .unet_higen import HiGenUNet3DModel, HiGenUNet3DOutput

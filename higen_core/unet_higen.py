@@ -346,6 +346,16 @@ class HiGenUNet3DModel(ModelMixin, ConfigMixin, AttentionMixin):
                 for p in [item] if isinstance(item, nn.Parameter) else item.parameters():
                     p.zero_()
 
+    def parameter_kind(self, name: str) -> str:
+        """"spatial" (the text-to-image UNet's layers), "temporal" (temporal convolutions and attention) or "higen"
+        (the prior stem, the motion and appearance MLPs, the text resampler). Training uses it: image batches train
+        only the spatial parameters, and their gradients are scaled."""
+        if name.startswith(self.higen_addition_prefixes):
+            return "higen"
+        if name.startswith("transformer_in.") or ".temp_convs." in name or ".temp_attentions." in name:
+            return "temporal"
+        return "spatial"
+
     # ----------------------------------------------------------------------------------------------------------
     def _frame_embeddings(self, timestep, motion_factors, appearance_matrix, batch, num_frames, dtype, device):
         """Each frame's embedding: timestep + motion + appearance, (B*F, time_embed_dim)."""
