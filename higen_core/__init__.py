@@ -2,3 +2,10 @@
 
 from .conditioning import appearance_matrix, appearance_matrix_from_features, motion_factors_from_latents
 from .unet_higen import HiGenUNet3DModel, HiGenUNet3DOutput
+from .pipeline_higen import (
+    HiGenPipeline,
+    HiGenPipelineOutput,
+    HiGenPriorOutput,
+    HiGenVideoOutput,
+    default_scheduler,
+)
