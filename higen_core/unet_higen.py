@@ -346,6 +346,78 @@ class HiGenUNet3DModel(ModelMixin, ConfigMixin, AttentionMixin):
                 for p in [item] if isinstance(item, nn.Parameter) else item.parameters():
                     p.zero_()
 
+    # ----------------------------------------------------------------------------------------------------------
+    # Starting points for training: a text-to-video UNet (ModelScope) or a text-to-image UNet (SD 2.x).
+    @staticmethod
+    def _source_attention_head_dim(source) -> int:
+        """The channels per head of the source's spatial attention, which must be the same at every level."""
+        head_dims = {
+            module.attn1.to_q.out_features // module.attn1.heads
+            for module in source.modules() if isinstance(module, BasicTransformerBlock)
+        }
+        if len(head_dims) != 1:
+            raise ValueError(f"The source UNet's attention heads have different widths per level ({sorted(head_dims)});"
+                             f" HiGen uses one head width everywhere.")
+        return head_dims.pop()
+
+    @classmethod
+    def _from_source(cls, source, allowed_missing: tuple[str, ...], **overrides) -> HiGenUNet3DModel:
+        cfg = source.config
+        if not (cfg.get("flip_sin_to_cos", True) and cfg.get("freq_shift", 0) == 0):
+            raise ValueError("The source UNet's timestep embedding is not the cos-first sinusoid HiGen uses.")
+        for name in ("class_embed_type", "addition_embed_type", "encoder_hid_dim", "time_cond_proj_dim"):
+            if cfg.get(name) is not None:
+                raise ValueError(f"The source UNet uses `{name}`, which HiGen has no counterpart for.")
+        if cfg.get("only_cross_attention") is True or cfg.get("dual_cross_attention"):
+            raise ValueError("The source UNet uses only/dual cross-attention, which HiGen has no counterpart for.")
+        sample_size = cfg.get("sample_size") or 64
+        config = dict(
+            in_channels=cfg.in_channels, out_channels=cfg.out_channels,
+            block_out_channels=tuple(cfg.block_out_channels), layers_per_block=cfg.layers_per_block,
+            attention_levels=tuple(t.startswith("CrossAttn") for t in cfg.down_block_types),
+            attention_head_dim=cls._source_attention_head_dim(source),
+            text_embed_dim=cfg.cross_attention_dim, cross_attention_dim=cfg.cross_attention_dim,
+            use_text_resampler=False, num_frames=16,
+            sample_size=tuple(sample_size) if isinstance(sample_size, (list, tuple)) else (sample_size, sample_size),
+            norm_num_groups=cfg.norm_num_groups,
+        )
+        if getattr(source, "transformer_in", None) is not None:
+            config["stem_attention_heads"] = source.transformer_in.transformer_blocks[0].attn1.heads
+        config.update(overrides)
+        model = cls(**config)
+
+        state = {}
+        for key, value in source.state_dict().items():
+            wanted = model.state_dict().get(key)
+            # SD 1.x projects attention inputs with 1x1 convolutions; ours are linear layers of the same weights.
+            if wanted is not None and value.ndim == 4 and wanted.ndim == 2:
+                value = value[:, :, 0, 0]
+            state[key] = value
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        missing = [k for k in missing if not k.startswith(cls.higen_addition_prefixes + allowed_missing)]
+        if missing or unexpected:
+            raise ValueError(f"The source UNet does not map onto HiGen's layout: missing {missing[:10]}, "
+                             f"unexpected {unexpected[:10]}.")
+        return model if source.dtype == model.dtype else model.to(dtype=source.dtype)
+
+    @classmethod
+    def from_unet3d(cls, unet3d, **overrides) -> HiGenUNet3DModel:
+        """Start from diffusers' `UNet3DConditionModel` (e.g. ModelScope T2V). HiGen's additions start at zero, so
+        with the text resampler off (the default here) the new model gives the source model's output."""
+        return cls._from_source(unet3d, allowed_missing=(), **overrides)
+
+    @classmethod
+    def from_unet2d(cls, unet2d, **overrides) -> HiGenUNet3DModel:
+        """Start from a Stable Diffusion 2.x `UNet2DConditionModel`: its layers become the spatial layers; temporal
+        layers are new and start as identities, HiGen's additions at zero, so every frame gets the image model's
+        output until training teaches them."""
+        temporal = ("transformer_in.",) + tuple(
+            f"{part}.{i}.{kind}." for part, n in (("down_blocks", len(unet2d.down_blocks)),
+                                                  ("up_blocks", len(unet2d.up_blocks)))
+            for i in range(n) for kind in ("temp_convs", "temp_attentions")
+        ) + ("mid_block.temp_convs.", "mid_block.temp_attentions.")
+        return cls._from_source(unet2d, allowed_missing=temporal, **overrides)
+
     def parameter_kind(self, name: str) -> str:
         """"spatial" (the text-to-image UNet's layers), "temporal" (temporal convolutions and attention) or "higen"
         (the prior stem, the motion and appearance MLPs, the text resampler). Training uses it: image batches train
@@ -368,7 +440,7 @@ class HiGenUNet3DModel(ModelMixin, ConfigMixin, AttentionMixin):
         # Motion: rounded integers, embedded like timesteps; F-1 factors (one per pair of frames) are linearly
         # interpolated to F frames in embedding space.
         if motion_factors is None:
-            motion_factors = torch.zeros(batch, device=device)
+            motion_factors = torch.zeros(batch, num_frames, device=device)
         motion_factors = torch.as_tensor(motion_factors, device=device).reshape(batch, -1)
         count = motion_factors.shape[1]
         if count not in (num_frames, num_frames - 1) and not (num_frames == 1 and count == 1):

@@ -1,0 +1,44 @@
+"""Shared fixtures: the official reference data (../shared/reference beside the repository) and tiny components."""
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+REFERENCE = Path(os.environ.get("HIGEN_REFERENCE", REPO.parent / "shared" / "reference" / "higen-official-tiny"))
+
+
+@pytest.fixture(autouse=True)
+def _seeded():
+    # Two cores on CI: more threads only add contention.
+    torch.set_num_threads(2)
+    torch.manual_seed(0)
+
+
+@pytest.fixture(scope="session")
+def reference() -> Path:
+    if not (REFERENCE / "meta.json").is_file():
+        pytest.fail(f"The official reference data is missing at {REFERENCE}; set HIGEN_REFERENCE to its folder.")
+    return REFERENCE
+
+
+@pytest.fixture(scope="session")
+def reference_meta(reference) -> dict:
+    return json.loads((reference / "meta.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def reference_cases(reference) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(reference / "cases.safetensors")
+
+
+@pytest.fixture(scope="session")
+def reference_unet(reference, reference_meta):
+    from higen_core.convert import load_vgen_unet
+
+    return load_vgen_unet(reference / "vgen_unet.safetensors", **reference_meta["config"])

@@ -1,0 +1,34 @@
+import pytest
+import torch
+
+from higen_core import appearance_matrix, appearance_matrix_from_features, motion_factors_from_latents
+
+
+@pytest.mark.parametrize("gamma", ["0.0", "0.4", "1.0"])
+def test_appearance_matrix_is_the_official_eq4(reference_cases, gamma):
+    assert torch.equal(appearance_matrix(float(gamma), 32, 32), reference_cases[f"appearance_matrix.{gamma}"])
+
+
+def test_appearance_matrix_rows_are_padded_to_the_model_width():
+    matrix = appearance_matrix(1.0, 4, 8)
+    assert matrix.shape == (4, 8)
+    assert torch.equal(matrix[:, 4:], torch.zeros(4, 4))
+    torch.testing.assert_close(matrix[0, :4], torch.tensor([1.0, 2 / 3, 1 / 3, 0.0]))
+    with pytest.raises(ValueError, match="appearance width"):
+        appearance_matrix(1.0, 9, 8)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        appearance_matrix(1.5, 4)
+
+
+def test_still_clip_has_no_motion_and_identical_appearance():
+    still = torch.randn(2, 4, 1, 6, 6).repeat(1, 1, 5, 1, 1)
+    assert torch.equal(motion_factors_from_latents(still), torch.zeros(2, 4))
+    features = torch.randn(2, 1, 16).repeat(1, 5, 1)
+    torch.testing.assert_close(appearance_matrix_from_features(features, 8)[:, :, :5], torch.ones(2, 5, 5))
+
+
+def test_motion_factor_is_the_rounded_latent_distance():
+    latents = torch.zeros(1, 4, 3, 2, 2)
+    latents[:, :, 1] = 1.0  # frame 0 -> 1 moves by sqrt(16) = 4; frame 1 -> 2 by 4 again
+    latents[:, 0, 2] = 10.0
+    assert motion_factors_from_latents(latents).tolist() == [[4.0, round((4 * 81 + 12) ** 0.5)]]

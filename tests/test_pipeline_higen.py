@@ -1,0 +1,184 @@
+import logging
+
+import numpy as np
+import PIL.Image
+import pytest
+import torch
+
+from higen_core import HiGenPipeline, default_scheduler
+from higen_core.testing import tiny_pipeline
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    return tiny_pipeline()
+
+
+def _gen(seed=0):
+    return torch.Generator().manual_seed(seed)
+
+
+def test_reproduces_the_official_two_stage_sample(reference_unet, reference_cases):
+    c = {k.split(".", 1)[1]: v for k, v in reference_cases.items() if k.startswith("sample.")}
+    pipe = HiGenPipeline(unet=reference_unet, scheduler=default_scheduler())
+    pipe.set_progress_bar_config(disable=True)
+    torch.testing.assert_close(pipe.scheduler.alphas_cumprod, c["alphas_cumprod"], atol=1e-6, rtol=0)
+    common = dict(prompt_embeds=c["y"], negative_prompt_embeds=c["zero_y"], num_inference_steps=4,
+                  guidance_scale=12.0, output_type="latent")
+    prior = pipe.generate_prior(latents=c["noise_spatial"][:, :, 0], **common)
+    torch.testing.assert_close(prior.latents, c["prior"], atol=1e-3, rtol=0)
+    video = pipe.animate(prior, latents=c["noise_temporal"], motion_factor=500, appearance_factor=1.0,
+                         num_frames=32, **common)
+    torch.testing.assert_close(video.latents, c["video"], atol=1e-3, rtol=0)
+
+
+def test_prior_then_several_motion_prompts_in_one_batch(pipe):
+    prior = pipe.generate_prior("a red circle", num_images_per_prompt=2, num_inference_steps=2, generator=_gen())
+    assert prior.latents.shape == (2, 4, 8, 8) and len(prior.images) == 2
+    assert isinstance(prior.images[0], PIL.Image.Image) and prior.images[0].size == (16, 16)
+    one = prior.latents[:1]
+    prompts = ["a red circle moves left", "a red circle moves right"]
+    noise = torch.randn(2, 4, 8, 8, 8, generator=_gen(1))
+    batched = pipe.animate(one, prompts, num_inference_steps=2, latents=noise, motion_factor=50)
+    assert len(batched.frames) == 2 and len(batched.frames[0]) == 8
+    for i, prompt in enumerate(prompts):
+        alone = pipe.animate(one, prompt, num_inference_steps=2, latents=noise[i:i + 1], motion_factor=50,
+                             output_type="latent")
+        # Same math; only float summation order differs between batch sizes (amplified by guidance 12).
+        torch.testing.assert_close(alone.latents, batched.latents[i:i + 1], atol=1e-3, rtol=0)
+
+
+def test_each_prompt_is_encoded_once(pipe, monkeypatch):
+    pipe._text_cache.clear()
+    calls = []
+    original = pipe.text_encoder.forward
+    monkeypatch.setattr(pipe.text_encoder, "forward", lambda ids, *a, **k: calls.append(len(ids)) or original(ids))
+    pipe("a blue square", num_inference_steps=1, num_frames=4, output_type="latent")
+    pipe.animate(torch.zeros(1, 4, 8, 8), "a blue square", num_inference_steps=1, num_frames=4, output_type="latent")
+    assert sum(calls) == 2  # the prompt and the empty negative prompt, once each
+
+
+def test_guidance_in_one_batch_equals_two_passes(pipe):
+    text, empty = pipe.encode_prompt("a cat", do_classifier_free_guidance=True)
+    noise = torch.randn(1, 4, 8, 8, generator=_gen(2))
+    scheduler = default_scheduler()
+    scheduler.set_timesteps(2)
+    latents = noise.clone()[:, :, None]
+    conditions = dict(spatial_prior=torch.zeros(1, 4, 8, 8), motion_factors=torch.zeros(1),
+                      appearance_matrix=torch.ones(1, 1, 8))
+    with torch.no_grad():
+        for t in scheduler.timesteps:
+            cond = pipe.unet(latents, t, text, **conditions).sample
+            uncond = pipe.unet(latents, t, empty, **conditions).sample
+            latents = scheduler.step(uncond + 12.0 * (cond - uncond), t, latents).prev_sample
+    ours = pipe.generate_prior(prompt_embeds=text, negative_prompt_embeds=empty, latents=noise, num_inference_steps=2,
+                               output_type="latent")
+    torch.testing.assert_close(ours.latents, latents[:, :, 0], atol=1e-3, rtol=0)
+
+
+def test_same_seed_same_video_and_offset_noise(pipe):
+    a = pipe("a dog", num_inference_steps=2, num_frames=4, generator=_gen(3), output_type="latent")
+    b = pipe("a dog", num_inference_steps=2, num_frames=4, generator=_gen(3), output_type="latent")
+    assert torch.equal(a.latents, b.latents) and torch.equal(a.prior_latents, b.prior_latents)
+    # The video noise carries the official offset noise: one extra draw per frame and channel.
+    noise = pipe.prepare_latents((1, 4, 3, 8, 8), _gen(4), offset_noise=True, device="cpu")
+    generator = _gen(4)
+    plain = torch.randn(1, 4, 3, 8, 8, generator=generator)
+    offset = torch.randn(1, 4, 3, 1, 1, generator=generator)
+    torch.testing.assert_close(noise, plain + 0.1 * offset)
+
+
+@pytest.mark.parametrize("output_type, check", [
+    ("np", lambda f: isinstance(f, np.ndarray) and f.shape == (1, 4, 16, 16, 3)),
+    ("pt", lambda f: isinstance(f, torch.Tensor) and f.shape == (1, 4, 3, 16, 16)),
+    ("pil", lambda f: len(f) == 1 and len(f[0]) == 4 and f[0][0].size == (16, 16)),
+    ("latent", lambda f: f.shape == (1, 4, 4, 8, 8)),
+])
+def test_output_types(pipe, output_type, check):
+    out = pipe.animate(torch.zeros(1, 4, 8, 8), "x", num_frames=4, num_inference_steps=1, output_type=output_type)
+    assert check(out.frames)
+
+
+def test_chunked_decoding_matches_whole(pipe):
+    latents = torch.randn(1, 4, 5, 8, 8, generator=_gen(5))
+    torch.testing.assert_close(pipe.decode_latents(latents, chunk_size=2), pipe.decode_latents(latents, 5),
+                               atol=1e-5, rtol=0)
+
+
+def test_own_image_becomes_a_prior(pipe):
+    image = PIL.Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 60, 3), dtype=np.uint8))
+    prior = pipe.encode_prior_image(image)
+    assert prior.shape == (1, 4, 8, 8)
+    assert torch.equal(prior, pipe.encode_prior_image(image))
+    assert pipe.animate(prior, "x", num_frames=3, num_inference_steps=1, output_type="latent").latents.shape[2] == 3
+
+
+def test_step_callback_and_interrupt(pipe):
+    seen = []
+
+    def callback(p, i, t, tensors):
+        seen.append(i)
+        if i == 1:
+            p._interrupt = True
+        return tensors
+
+    pipe.animate(torch.zeros(1, 4, 8, 8), "x", num_frames=3, num_inference_steps=5, output_type="latent",
+                 callback_on_step_end=callback)
+    assert seen == [0, 1]
+
+
+def test_latent_only_pipeline_without_vae_or_text_encoder():
+    full = tiny_pipeline()
+    pipe = HiGenPipeline(unet=full.unet, scheduler=default_scheduler())
+    text = torch.randn(1, 77, 32)
+    video = pipe.animate(torch.zeros(1, 4, 8, 8), prompt_embeds=text, negative_prompt_embeds=torch.zeros_like(text),
+                         num_frames=3, num_inference_steps=1, output_type="latent")
+    assert video.latents.shape == (1, 4, 3, 8, 8)
+    with pytest.raises(ValueError, match="no VAE"):
+        pipe.animate(torch.zeros(1, 4, 8, 8), prompt_embeds=text, num_frames=3, num_inference_steps=1)
+    with pytest.raises(ValueError, match="prompt_embeds"):
+        pipe.animate(torch.zeros(1, 4, 8, 8), "a prompt", num_frames=3, num_inference_steps=1, output_type="latent")
+
+
+@pytest.mark.parametrize("kwargs, error, message", [
+    (dict(prompt=3), TypeError, "prompt"),
+    (dict(prompt=None), ValueError, "prompt"),
+    (dict(prompt="x", prompt_embeds=torch.zeros(1, 77, 32)), ValueError, "not both"),
+    (dict(motion_factor=-1), ValueError, "motion_factor"),
+    (dict(motion_factor=float("nan")), ValueError, "motion_factor"),
+    (dict(motion_factor=[10, 20, 30]), ValueError, "one per video"),
+    (dict(appearance_factor=1.5), ValueError, "appearance_factor"),
+    (dict(num_frames=1), ValueError, "num_frames"),
+    (dict(num_frames=9), ValueError, "num_frames"),
+    (dict(prior=torch.zeros(1, 3, 8, 8)), ValueError, "prior"),
+    (dict(prior=torch.full((1, 4, 8, 8), float("nan"))), ValueError, "NaN"),
+    (dict(latents=torch.full((1, 4, 4, 8, 8), float("nan"))), ValueError, "NaN"),
+    (dict(latents=torch.zeros(1, 4, 5, 8, 8)), ValueError, "shape"),
+    (dict(num_inference_steps=0), ValueError, "num_inference_steps"),
+    (dict(output_type="gif"), ValueError, "output_type"),
+    (dict(prompt=["a", "b"], prior=torch.zeros(3, 4, 8, 8)), ValueError, "priors"),
+])
+def test_invalid_inputs_get_one_precise_error(pipe, kwargs, error, message):
+    args = dict(prior=torch.zeros(1, 4, 8, 8), prompt="x", num_frames=4, num_inference_steps=1, output_type="latent")
+    args.update(kwargs)
+    with pytest.raises(error, match=message):
+        pipe.animate(**args)
+
+
+def test_motion_factor_outside_the_trained_range_warns(pipe, caplog):
+    from diffusers.utils import logging as diffusers_logging
+
+    diffusers_logging.enable_propagation()
+    with caplog.at_level(logging.WARNING):
+        pipe.animate(torch.zeros(1, 4, 8, 8), "x", motion_factor=500, num_frames=3, num_inference_steps=1,
+                     output_type="latent")
+    assert "outside" in caplog.text
+
+
+def test_save_and_load_the_pipeline(pipe, tmp_path):
+    pipe.save_pretrained(tmp_path)
+    loaded = HiGenPipeline.from_pretrained(tmp_path)
+    loaded.set_progress_bar_config(disable=True)
+    a = pipe("x", num_frames=3, num_inference_steps=1, generator=_gen(6), output_type="latent")
+    b = loaded("x", num_frames=3, num_inference_steps=1, generator=_gen(6), output_type="latent")
+    torch.testing.assert_close(a.latents, b.latents)

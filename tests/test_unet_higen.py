@@ -1,0 +1,155 @@
+import json
+
+import pytest
+import torch
+from diffusers import UNet2DConditionModel, UNet3DConditionModel
+from diffusers.models.attention_processor import AttnProcessor
+
+from higen_core import HiGenUNet3DModel
+from higen_core.testing import randomize_zero_initialised_, tiny_unet
+
+
+@pytest.mark.parametrize("case", ["spatial", "temporal", "temporal_f_motion"])
+def test_reproduces_official_network(reference_unet, reference_cases, case):
+    c = {k.split(".", 1)[1]: v for k, v in reference_cases.items() if k.startswith(case + ".")}
+    with torch.no_grad():
+        out = reference_unet(c["x"], c["t"], c["y"], spatial_prior=c["spat_prior"], motion_factors=c["motion_cond"],
+                             appearance_matrix=c["appearance_cond"]).sample
+    assert out.shape == c["out"].shape
+    torch.testing.assert_close(out, c["out"], atol=1e-4, rtol=0)
+
+
+def test_spatial_reasoning_skips_temporal_layers_exactly():
+    unet = tiny_unet()
+    x, text = torch.randn(2, 4, 1, 8, 8), torch.randn(2, 5, 32)
+    with torch.no_grad():
+        before = unet(x, 10, text).sample
+        for name, param in unet.named_parameters():
+            if unet.parameter_kind(name) == "temporal":
+                param.add_(1.0)
+        after = unet(x, 10, text).sample
+    assert torch.equal(before, after)
+
+
+def test_video_uses_prior_motion_and_appearance():
+    unet = tiny_unet()
+    x, text = torch.randn(1, 4, 8, 8, 8), torch.randn(1, 5, 32)
+    base = dict(spatial_prior=torch.randn(1, 4, 8, 8), motion_factors=torch.full((1, 7), 40.0),
+                appearance_matrix=torch.ones(1, 8, 8))
+    with torch.no_grad():
+        reference = unet(x, 10, text, **base).sample
+        for key, other in [("spatial_prior", torch.randn(1, 4, 8, 8)), ("motion_factors", torch.full((1, 7), 90.0)),
+                           ("appearance_matrix", torch.rand(1, 8, 8))]:
+            assert not torch.allclose(unet(x, 10, text, **{**base, key: other}).sample, reference), key
+        # F-1 motion factors are interpolated to F; F equal factors give the same as F-1 equal ones.
+        same = unet(x, 10, text, **{**base, "motion_factors": torch.full((1, 8), 40.0)}).sample
+    torch.testing.assert_close(same, reference)
+
+
+def test_released_checkpoint_keys_map_one_to_one(reference):
+    from higen_core.convert import convert_vgen_state_dict, unet_config_from_vgen
+
+    released = json.loads((reference / "official_unet_keys.json").read_text())
+    config = unet_config_from_vgen(**released["config"])
+    fake = {k: torch.empty(shape, device="meta") for k, shape in released["keys"].items()}
+    converted = convert_vgen_state_dict(fake, config)
+    with torch.device("meta"):
+        unet = HiGenUNet3DModel(**config)
+    ours = {k: tuple(v.shape) for k, v in unet.state_dict().items()}
+    assert len(converted) == len(fake) == len(ours)
+    assert {k: tuple(v.shape) for k, v in converted.items()} == ours
+    assert sum(p.numel() for p in unet.parameters()) == released["parameters"]
+
+
+def test_defaults_are_the_released_configuration(reference):
+    from higen_core.convert import unet_config_from_vgen
+
+    released = json.loads((reference / "official_unet_keys.json").read_text())
+    config = unet_config_from_vgen(**released["config"])
+    with torch.device("meta"):
+        default = HiGenUNet3DModel()
+
+    def plain(value):
+        return tuple(value) if isinstance(value, (list, tuple)) else value
+
+    assert {k: plain(default.config[k]) for k in config} == {k: plain(v) for k, v in config.items()}
+
+
+def test_from_unet3d_gives_the_source_output():
+    torch.manual_seed(0)
+    source = UNet3DConditionModel(
+        sample_size=8, block_out_channels=(32, 64), layers_per_block=1, cross_attention_dim=32, attention_head_dim=16,
+        down_block_types=("CrossAttnDownBlock3D", "DownBlock3D"), up_block_types=("UpBlock3D", "CrossAttnUpBlock3D"),
+    ).eval()
+    randomize_zero_initialised_(source)
+    unet = HiGenUNet3DModel.from_unet3d(source).eval()
+    assert unet.text_resampler is None
+    x, t, text = torch.randn(2, 4, 4, 8, 8), torch.tensor([10, 500]), torch.randn(2, 7, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(unet(x, t, text).sample, source(x, t, text).sample, atol=1e-4, rtol=0)
+
+
+def test_from_unet2d_gives_the_image_model_on_every_frame():
+    torch.manual_seed(0)
+    source = UNet2DConditionModel(
+        sample_size=8, block_out_channels=(32, 64), layers_per_block=1, cross_attention_dim=32,
+        attention_head_dim=(2, 4), down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), use_linear_projection=True,
+    ).eval()
+    randomize_zero_initialised_(source)
+    unet = HiGenUNet3DModel.from_unet2d(source).eval()
+    x, t, text = torch.randn(2, 4, 3, 8, 8), torch.tensor([10, 500]), torch.randn(2, 7, 32)
+    with torch.no_grad():
+        per_frame = torch.stack([source(x[:, :, f], t, text).sample for f in range(3)], dim=2)
+        torch.testing.assert_close(unet(x, t, text).sample, per_frame, atol=1e-4, rtol=0)
+
+
+def test_save_and_load_in_safetensors(tmp_path):
+    unet = tiny_unet()
+    unet.save_pretrained(tmp_path)
+    assert (tmp_path / "diffusion_pytorch_model.safetensors").is_file()
+    loaded = HiGenUNet3DModel.from_pretrained(tmp_path).eval()
+    x, text = torch.randn(1, 4, 3, 8, 8), torch.randn(1, 5, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x, 5, text).sample, unet(x, 5, text).sample)
+
+
+def test_attention_processors_and_gradient_checkpointing_keep_the_math():
+    unet = tiny_unet()
+    x, text = torch.randn(1, 4, 3, 8, 8), torch.randn(1, 5, 32)
+    with torch.no_grad():
+        sdpa = unet(x, 5, text).sample
+    unet.set_attn_processor(AttnProcessor())
+    with torch.no_grad():
+        torch.testing.assert_close(unet(x, 5, text).sample, sdpa, atol=1e-5, rtol=0)
+
+    unet.train()
+    unet(x, 5, text).sample.square().mean().backward()
+    plain = {n: p.grad.clone() for n, p in unet.named_parameters() if p.grad is not None}
+    unet.zero_grad(set_to_none=True)
+    unet.enable_gradient_checkpointing()
+    unet(x, 5, text).sample.square().mean().backward()
+    for name, grad in plain.items():
+        torch.testing.assert_close(dict(unet.named_parameters())[name].grad, grad, atol=1e-5, rtol=1e-4)
+
+
+def test_parameter_kinds():
+    unet = tiny_unet()
+    kinds = {unet.parameter_kind(n) for n, _ in unet.named_parameters()}
+    assert kinds == {"spatial", "temporal", "higen"}
+    assert unet.parameter_kind("down_blocks.0.temp_convs.0.conv1.2.weight") == "temporal"
+    assert unet.parameter_kind("motion_embedding.linear_1.weight") == "higen"
+    assert unet.parameter_kind("down_blocks.0.attentions.0.proj_in.weight") == "spatial"
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(motion_factors=torch.zeros(1, 5)), "motion_factors"),
+        (dict(appearance_matrix=torch.ones(1, 3, 4)), "appearance_matrix"),
+        (dict(spatial_prior=torch.zeros(1, 4, 4, 4)), "spatial_prior"),
+    ],
+)
+def test_bad_conditions_raise_clear_errors(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        tiny_unet()(torch.randn(1, 4, 3, 8, 8), 5, torch.randn(1, 5, 32), **kwargs)
