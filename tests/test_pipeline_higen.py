@@ -182,3 +182,10 @@ def test_save_and_load_the_pipeline(pipe, tmp_path):
     a = pipe("x", num_frames=3, num_inference_steps=1, generator=_gen(6), output_type="latent")
     b = loaded("x", num_frames=3, num_inference_steps=1, generator=_gen(6), output_type="latent")
     torch.testing.assert_close(a.latents, b.latents)
+
+
+def test_runs_in_bfloat16():
+    pipe = tiny_pipeline()
+    pipe.to(torch.bfloat16)
+    video = pipe("x", num_frames=3, num_inference_steps=2, output_type="np", generator=_gen(7))
+    assert video.frames.shape == (1, 3, 16, 16, 3) and np.isfinite(video.frames).all()

@@ -153,3 +153,14 @@ def test_parameter_kinds():
 def test_bad_conditions_raise_clear_errors(kwargs, message):
     with pytest.raises(ValueError, match=message):
         tiny_unet()(torch.randn(1, 4, 3, 8, 8), 5, torch.randn(1, 5, 32), **kwargs)
+
+
+def test_compiles_as_one_graph():
+    # fullgraph=True raises on any graph break; the eager backend checks that quickly without generating code.
+    unet = tiny_unet()
+    compiled = torch.compile(unet, backend="eager", fullgraph=True)
+    x, t, text = torch.randn(2, 4, 4, 8, 8), torch.tensor([3, 4]), torch.randn(2, 7, 32)
+    conditions = dict(spatial_prior=torch.randn(2, 4, 8, 8), motion_factors=torch.ones(2, 3),
+                      appearance_matrix=torch.ones(2, 4, 8))
+    with torch.no_grad():
+        torch.testing.assert_close(compiled(x, t, text, **conditions).sample, unet(x, t, text, **conditions).sample)
