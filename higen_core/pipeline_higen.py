@@ -196,7 +196,9 @@ class HiGenPipeline(DiffusionPipeline):
         if not torch.isfinite(latents).all():
             raise ValueError("`latents` contains NaN or infinite values.")
 
-    def _check_factors(self, motion_factors: list, appearance_factors: list):
+    def check_factors(self, motion_factors: list, appearance_factors: list):
+        """γm in [0, MAX_PERIOD] (a warning outside the model's trained range) and γa in [0, 1]; callers that run
+        spatial reasoning first (the CLI, the studio) check them before spending time on it."""
         low, high = self.unet.config.motion_factor_range
         for gamma in motion_factors:
             if not isinstance(gamma, (int, float)) or not math.isfinite(gamma) or not 0 <= gamma <= MAX_PERIOD:
@@ -403,7 +405,7 @@ class HiGenPipeline(DiffusionPipeline):
         for name, values in (("motion_factor", motion_factors), ("appearance_factor", appearance_factors)):
             if len(values) not in (1, batch):
                 raise ValueError(f"{len(values)} values of {name} for {batch} videos: give one, or one per video.")
-        self._check_factors(motion_factors, appearance_factors)
+        self.check_factors(motion_factors, appearance_factors)
 
         # 4. Starting noise.
         shape = (batch, channels, num_frames) + tuple(prior.shape[2:])

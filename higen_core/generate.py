@@ -1,0 +1,217 @@
+# Copyright 2026 The HiGen Studio authors. Licensed under the Apache License, Version 2.0.
+"""Text-to-video from the command line: one spatial prior, animated with every motion prompt in one batch.
+
+    python -m higen_core.generate --model higen-t2v --prompt "a corgi on the beach" \
+        --motion-prompt "a corgi running on the beach" --motion-prompt "a corgi jumping on the beach" \
+        --motion-factor 500 --appearance-factor 1.0 --seed 0 --out corgi.mp4
+
+writes corgi_prior.png, then corgi_0.mp4 and corgi_1.mp4, each with its settings beside it (corgi_0.json, ...) and
+embedded in the MP4, and prints their paths. With one motion prompt (by default the prompt itself) the video is
+corgi.mp4. Every video starts from --seed on its own, so running a motion prompt alone reproduces its batch member.
+
+Mistakes in the command line, the model folder, the output path or the factors end the run with a one-line message
+and exit code 2, before any file is written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+from huggingface_hub.errors import HFValidationError
+from huggingface_hub.utils import validate_repo_id
+
+from . import video_io
+from .pipeline_higen import HiGenPipeline
+
+PROG = "python -m higen_core.generate"
+VIDEO_EXTENSIONS = (".mp4", ".gif")
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+class UsageError(Exception):
+    """A mistake the person running the command can fix: reported as one line, exit code 2."""
+
+
+def _number(kind: type, low: float, high: float = math.inf):
+    """An argparse type: `kind` (int or float) in [low, high], with a message that says which values are allowed."""
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {'an integer' if kind is int else 'a number'}")
+        if not low <= value <= high:  # also rejects NaN
+            limit = f"from {low} to {high}" if high < math.inf else f">= {low}"
+            raise argparse.ArgumentTypeError(f"{text} is out of range: give a value {limit}")
+        return value
+
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line's arguments; malformed values are argparse errors (usage, message, exit code 2)."""
+    parser = argparse.ArgumentParser(
+        prog=PROG, description="Generate videos with HiGen: one spatial prior, animated with each motion prompt.")
+    parser.add_argument("--model", required=True, metavar="DIR_OR_HUB_ID",
+                        help="a HiGen pipeline folder (HiGenPipeline.save_pretrained) or Hub ID")
+    parser.add_argument("--prompt", required=True, metavar="TEXT", help="the prompt of the spatial prior")
+    parser.add_argument("--motion-prompt", action="append", dest="motion_prompts", metavar="TEXT",
+                        help="a motion prompt; repeat for several videos in one batch (default: the prompt)")
+    parser.add_argument("--negative-prompt", default="", metavar="TEXT", help="what to steer away from (default: none)")
+    # Factors are range-checked by the pipeline, whose messages name the allowed ranges.
+    parser.add_argument("--motion-factor", type=float, default=500.0, metavar="GAMMA_M",
+                        help="γm, how much the frames differ (300-600 for the released model; default 500)")
+    parser.add_argument("--appearance-factor", type=float, default=1.0, metavar="GAMMA_A",
+                        help="γa in [0, 1], how much appearance changes from first to last frame (default 1)")
+    parser.add_argument("--frames", type=_number(int, 2), help="frames per video (default: the model's)")
+    parser.add_argument("--steps", type=_number(int, 1), default=50, help="denoising steps per stage (default 50)")
+    parser.add_argument("--guidance", type=_number(float, 0), default=12.0,
+                        help="classifier-free guidance scale (default 12)")
+    parser.add_argument("--seed", type=_number(int, 0, 2**63 - 1), default=0, help="random seed (default 0)")
+    parser.add_argument("--height", type=_number(int, 1), help="pixels (default: the model's)")
+    parser.add_argument("--width", type=_number(int, 1), help="pixels (default: the model's)")
+    parser.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda if available, else cpu")
+    parser.add_argument("--dtype", choices=tuple(DTYPES), default="float32", help="weights' dtype (default float32)")
+    parser.add_argument("--cpu-offload", action="store_true",
+                        help="keep each model on the CPU until it runs (less GPU memory, slower; needs cuda)")
+    parser.add_argument("--fps", type=_number(float, 1e-3, 1000), default=8.0, help="frame rate (default 8)")
+    parser.add_argument("--out", required=True, type=Path, metavar="PATH", help="output video: NAME.mp4 or NAME.gif")
+    return parser
+
+
+def output_paths(out: Path, count: int) -> tuple[Path, list[Path]]:
+    """The prior's PNG and the `count` videos' paths for --out: NAME_prior.png and NAME.ext, or NAME_0.ext, ..."""
+    prior = out.with_name(f"{out.stem}_prior.png")
+    if count == 1:
+        return prior, [out]
+    return prior, [out.with_name(f"{out.stem}_{i}{out.suffix}") for i in range(count)]
+
+
+def check_output(out: Path) -> None:
+    """Fail now, not after minutes of generation, if the videos cannot be written: a wrong extension, a folder that
+    cannot be made or written to. A missing folder is created."""
+    if out.suffix.lower() not in VIDEO_EXTENSIONS:
+        raise UsageError(f"--out must end with {' or '.join(VIDEO_EXTENSIONS)}; got {str(out)!r}.")
+    if out.is_dir():
+        raise UsageError(f"--out {str(out)!r} is a folder; give a file name such as {str(out / 'video.mp4')!r}.")
+    folder = out.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        # Writing a file is the only reliable test: permission bits say nothing for root or read-only mounts.
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as e:
+        raise UsageError(f"cannot write to the output folder {str(folder)!r}: {e.strerror or e}.")
+
+
+def check_model(model: str) -> None:
+    """A local path must be a folder that `HiGenPipeline.save_pretrained` wrote; anything else that is a valid repo id
+    is left to the Hub."""
+    path = Path(model).expanduser()
+    if not path.exists():
+        try:
+            validate_repo_id(model)
+        except HFValidationError:  # "/models/higen", "./higen", ...: meant as a folder
+            raise UsageError(f"the model folder {model!r} does not exist.")
+        return
+    index = path / "model_index.json"
+    if not index.is_file():
+        raise UsageError(f"{model!r} is not a diffusers pipeline folder (it has no model_index.json).")
+    try:
+        class_name = json.loads(index.read_text()).get("_class_name")
+    except (OSError, ValueError, AttributeError):
+        raise UsageError(f"{str(index)!r} is not a valid pipeline index (expected a JSON object).")
+    if class_name != HiGenPipeline.__name__:
+        raise UsageError(f"{model!r} holds a {class_name}, not a {HiGenPipeline.__name__}.")
+
+
+def load_pipeline(model: str, device: str, dtype: torch.dtype, cpu_offload: bool) -> HiGenPipeline:
+    """`HiGenPipeline.from_pretrained` on `device` (or offloaded to the CPU between uses); a folder or Hub ID that
+    does not load is a `UsageError` naming the first line of diffusers' reason."""
+    try:
+        pipe = HiGenPipeline.from_pretrained(model, dtype=dtype)
+    except (OSError, ValueError, TypeError, ImportError) as e:
+        # diffusers' messages are long and span lines; the first line says what is wrong.
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UsageError(f"cannot load a HiGen pipeline from {model!r}: {reason}")
+    if cpu_offload:
+        pipe.enable_model_cpu_offload(device=device)
+    else:
+        pipe.to(device)
+    return pipe
+
+
+def run(args: argparse.Namespace) -> list[str]:
+    """Check, load, generate and write; returns the paths written. Raises `UsageError` for the person's mistakes."""
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda, but this machine has no CUDA GPU that torch can use; use --device cpu.")
+    if args.cpu_offload and device != "cuda":
+        raise UsageError("--cpu-offload moves models between the CPU and a GPU: it needs --device cuda.")
+    motion_prompts = args.motion_prompts or [args.prompt]
+    prior_path, video_paths = output_paths(args.out, len(motion_prompts))
+    check_model(args.model)
+    check_output(args.out)  # last: it may create the output folder
+
+    pipe = load_pipeline(args.model, device, DTYPES[args.dtype], args.cpu_offload)
+    try:
+        pipe.check_factors([args.motion_factor], [args.appearance_factor])  # before spending time on the prior
+        pipe.set_progress_bar_config(desc="Spatial prior")
+        # A CPU generator gives the same noise on every device, so a seed means the same video on CPU and GPU.
+        prior = pipe.generate_prior(
+            args.prompt, args.negative_prompt, args.height, args.width, num_inference_steps=args.steps,
+            guidance_scale=args.guidance, generator=torch.Generator().manual_seed(args.seed), output_type="pil")
+        pipe.set_progress_bar_config(desc="Animating")
+        # One generator per video, each seeded alike: video i's noise does not depend on the videos before it.
+        video = pipe.animate(
+            prior, motion_prompts, args.negative_prompt, motion_factor=args.motion_factor,
+            appearance_factor=args.appearance_factor, num_frames=args.frames, num_inference_steps=args.steps,
+            guidance_scale=args.guidance, generator=[torch.Generator().manual_seed(args.seed) for _ in motion_prompts],
+            output_type="np")
+    except ValueError as e:  # the pipeline's input checks: their message says what to change
+        raise UsageError(str(e))
+
+    written = [video_io.export_png(prior.images[0], prior_path)]
+    for motion_prompt, frames, path in zip(motion_prompts, video.frames, video_paths):
+        num_frames, height, width, _ = frames.shape
+        settings = dict(
+            model=args.model, prompt=args.prompt, motion_prompt=motion_prompt, negative_prompt=args.negative_prompt,
+            seed=args.seed, motion_factor=args.motion_factor, appearance_factor=args.appearance_factor,
+            num_frames=num_frames, num_inference_steps=args.steps, guidance_scale=args.guidance, height=height,
+            width=width, fps=args.fps,
+        )
+        if path.suffix.lower() == ".mp4":
+            written.append(video_io.export_mp4(frames, path, fps=args.fps, metadata=settings))
+        else:
+            written.append(video_io.export_gif(frames, path, fps=args.fps))
+        written.append(video_io.write_settings_json(settings, path.with_suffix(".json")))
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The command line (`argv` without the program name; default: sys.argv). Returns the exit code: 0, or 2 after a
+    one-line message on stderr (argparse's usage and message for malformed arguments)."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:  # argparse has printed its message (or --help); pass its code on
+        return exit_.code
+    try:
+        written = run(args)
+    except UsageError as e:
+        message = " ".join(str(e).split())  # one line, whatever the message held
+        print(f"{PROG}: error: {message}", file=sys.stderr)
+        return 2
+    for path in written:
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
