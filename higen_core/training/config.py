@@ -1,0 +1,321 @@
+# Copyright 2026 The HiGen Studio authors. Licensed under the Apache License, Version 2.0.
+"""The training run's configuration: one dataclass, read from a YAML/JSON file and `--field value` flags.
+
+    python -m higen_core.train --config higen_core/configs/train-tiny.yaml --max-train-steps 50 --use-ema
+
+Precedence: the dataclass defaults (the paper's setting, Section 4.1), then the file, then the command line.
+Every field is a flag (`--max-train-steps` or `--max_train_steps`); `--help` lists them all with their defaults.
+`validate()` checks everything before any model is loaded, so a typo fails in a second, naming the field.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import json
+import os
+import typing
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import yaml
+
+MIXED_PRECISIONS = ("no", "fp16", "bf16")
+FROZEN_DTYPES = ("auto", "float32", "float16", "bfloat16")
+LR_SCHEDULERS = ("constant", "constant_with_warmup", "linear", "cosine")
+TRACKERS = ("tensorboard", "none")
+SHAPES_KEYS = {"videos", "images", "size", "seed"}
+
+
+class ConfigError(ValueError):
+    """A bad field; the message starts with the field's name."""
+
+    def __init__(self, name: str, message: str):
+        super().__init__(f"{name}: {message}")
+        self.field = name
+
+
+def _field(default, help: str, group: str):
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata={"help": help, "group": group})
+    return field(default=default, metadata={"help": help, "group": group})
+
+
+@dataclass
+class TrainConfig:
+    # --- Models --------------------------------------------------------------------------------------------------
+    init_from: str = _field(
+        "tiny", "What the UNet starts from: a HiGen pipeline folder (fine-tuning), a diffusers UNet3DConditionModel "
+        "(ModelScope T2V) or Stable Diffusion 2.x UNet2DConditionModel, as a pipeline folder/hub id or its unet "
+        "folder, or 'tiny' (seeded tiny test components).", "models")
+    vae: str | None = _field(
+        None, "Frozen AutoencoderKL: folder, hub id or 'tiny'. Default: the `vae` of init_from's pipeline.", "models")
+    text_encoder: str | None = _field(
+        None, "Frozen CLIP text encoder: folder, hub id or 'tiny'. Default: init_from's `text_encoder`.", "models")
+    tokenizer: str | None = _field(
+        None, "Its tokenizer: folder, hub id or 'tiny'. Default: next to the text encoder.", "models")
+    appearance_model: str = _field(
+        "facebook/dinov2-base", "Frozen self-supervised image model whose per-frame features (CLS/pooled output) "
+        "give the appearance matrix (Eq. 3): any transformers image model folder or hub id, or 'tiny'.", "models")
+    frozen_dtype: str = _field(
+        "auto", f"dtype of the frozen models, one of {FROZEN_DTYPES}. 'auto': half precision (bfloat16 with bf16 "
+        "mixed precision, else float16) on a GPU, float32 on a CPU.", "models")
+    gradient_checkpointing: bool = _field(
+        False, "Recompute the UNet's activations in the backward pass: less memory, ~30% more time.", "models")
+
+    # --- Data ----------------------------------------------------------------------------------------------------
+    video_data: list[str] = _field(
+        [], "Video manifests (.jsonl of {path, caption}) or folders holding videos.jsonl.", "data")
+    image_data: list[str] = _field(
+        [], "Image manifests (.jsonl of {path, caption}) or folders holding images.jsonl.", "data")
+    video_shards: list[str] = _field([], "Tar shards of videos (read in order, split across processes).", "data")
+    image_shards: list[str] = _field([], "Tar shards of images.", "data")
+    generate_shapes_dataset: dict | None = _field(
+        None, "When no data is given: write the shapes world into OUTPUT_DIR/shapes_data first, e.g. "
+        "{videos: 24, images: 24} (optional keys: size, seed).", "data")
+    num_frames: int = _field(32, "Frames per training clip.", "data")
+    fps: float = _field(8.0, "Frame rate clips are sampled at.", "data")
+    height: int = _field(256, "Frame height in pixels (a multiple of 8).", "data")
+    width: int = _field(448, "Frame width in pixels (a multiple of 8).", "data")
+    batch_size: int = _field(1, "Videos per process and micro-batch.", "data")
+    image_batch_size: int = _field(
+        8, "Images per process and micro-batch (an image is one frame, so a batch of several costs about what "
+        "one video does).", "data")
+    image_fraction: float = _field(
+        0.25, "Share of image batches (spatial reasoning) in joint training. Several processes: the first "
+        "round(processes * fraction) take images. One process: steps interleave in that proportion.", "data")
+    dataloader_num_workers: int = _field(2, "Data-loading worker processes per training process.", "data")
+    cache_latents: bool = _field(
+        False, "Encode every sample's VAE latents and appearance matrix once into cache_dir (one safetensors file "
+        "each) and train from them. Each video then always gives the same clip.", "data")
+    cache_dir: str | None = _field(None, "Latent cache folder. Default: OUTPUT_DIR/latent_cache.", "data")
+
+    # --- Objective -----------------------------------------------------------------------------------------------
+    text_dropout: float = _field(
+        0.1, "Probability that a caption is replaced by '' (trains the unconditional branch that classifier-free "
+        "guidance needs).", "objective")
+    offset_noise: float = _field(
+        0.1, "Strength of the offset noise added per sample, channel and frame (the official value; the pipeline "
+        "starts sampling from the same).", "objective")
+    spatial_grad_scale: float = _field(
+        0.2, "Factor on the gradients of the spatial parameters (the text-to-image model's layers), which keeps "
+        "them close to the image model they came from.", "objective")
+
+    # --- Optimisation --------------------------------------------------------------------------------------------
+    max_train_steps: int = _field(25000, "Optimizer steps to train for.", "optimisation")
+    learning_rate: float = _field(5e-5, "AdamW learning rate (after warm-up).", "optimisation")
+    lr_scheduler: str = _field("constant_with_warmup", f"Learning-rate schedule, one of {LR_SCHEDULERS}.",
+                               "optimisation")
+    lr_warmup_steps: int = _field(500, "Warm-up length, in optimizer steps.", "optimisation")
+    weight_decay: float = _field(0.0, "AdamW weight decay.", "optimisation")
+    adam_beta1: float = _field(0.9, "AdamW beta1.", "optimisation")
+    adam_beta2: float = _field(0.999, "AdamW beta2.", "optimisation")
+    adam_epsilon: float = _field(1e-8, "AdamW epsilon.", "optimisation")
+    max_grad_norm: float = _field(1.0, "Clip the gradients' global norm to this (0: no clipping).", "optimisation")
+    gradient_accumulation_steps: int = _field(1, "Micro-batches per optimizer step.", "optimisation")
+    mixed_precision: str | None = _field(
+        None, f"One of {MIXED_PRECISIONS}; null: what `accelerate launch`/`accelerate config` says (else 'no'). "
+        "Trainable weights stay float32 under autocast.", "optimisation")
+    allow_tf32: bool = _field(True, "Let float32 matrix products use TF32 on Ampere and newer GPUs (faster; "
+                              "ignored elsewhere).", "optimisation")
+    use_ema: bool = _field(False, "Keep an exponential moving average of the UNet; DIR/final gets its weights.",
+                           "optimisation")
+    ema_decay: float = _field(0.9999, "EMA decay.", "optimisation")
+    max_consecutive_nonfinite: int = _field(
+        10, "Non-finite losses skip their step; this many in a row stop the run with an error.", "optimisation")
+    cpu_threads: int = _field(
+        0, "Threads of torch's CPU operations when training on a CPU (0: torch's default, one per core).",
+        "optimisation")
+    seed: int = _field(0, "Seed of everything random (each process gets its own stream from it).", "optimisation")
+
+    # --- Output --------------------------------------------------------------------------------------------------
+    output_dir: str = _field("outputs/higen-train", "Run folder: checkpoints/, logs/, samples/, final/.", "output")
+    checkpointing_steps: int = _field(
+        1000, "Save a checkpoint every this many steps (0: only at the end and when stopped).", "output")
+    checkpoints_total_limit: int = _field(3, "Complete checkpoints kept (at least 2).", "output")
+    resume: str | None = _field(
+        None, "'latest' (the newest complete checkpoint in OUTPUT_DIR, if any) or a checkpoint folder.", "output")
+    report_to: str = _field(
+        "tensorboard", f"Tracker besides the JSONL log, one of {TRACKERS}; TensorBoard only if it is installed.",
+        "output")
+    sample_every: int = _field(0, "Write sample videos every this many steps (0: never).", "output")
+    sample_prompts: list[str] = _field(["a red circle moves right"], "Prompts of the sample videos.", "output")
+    sample_inference_steps: int = _field(25, "Denoising steps of the sample videos.", "output")
+    sample_guidance_scale: float = _field(9.0, "Guidance scale of the sample videos.", "output")
+    sample_motion_factor: float = _field(500.0, "Motion factor of the sample videos.", "output")
+    progress_bar: bool = _field(True, "Show a tqdm progress bar.", "output")
+
+    # ------------------------------------------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def validate(self) -> TrainConfig:
+        """Raise ConfigError naming the first bad field. Returns self."""
+
+        def check(name: str, ok: bool, message: str, show_value: bool = True):
+            if not ok:
+                raise ConfigError(name, f"{message}; got {getattr(self, name)!r}." if show_value else f"{message}.")
+
+        check("init_from", bool(self.init_from), "give a folder, a hub id or 'tiny'")
+        check("frozen_dtype", self.frozen_dtype in FROZEN_DTYPES, f"must be one of {FROZEN_DTYPES}")
+        check("num_frames", self.num_frames >= 2, "must be at least 2 (one frame is an image: use image_data)")
+        check("fps", self.fps > 0, "must be positive")
+        for name in ("height", "width"):
+            check(name, self.__dict__[name] > 0 and self.__dict__[name] % 8 == 0, "must be a positive multiple of 8")
+        for name in ("batch_size", "image_batch_size", "max_train_steps", "gradient_accumulation_steps",
+                     "max_consecutive_nonfinite", "sample_inference_steps"):
+            check(name, self.__dict__[name] >= 1, "must be at least 1")
+        for name in ("dataloader_num_workers", "lr_warmup_steps", "checkpointing_steps", "sample_every",
+                     "cpu_threads", "weight_decay", "adam_epsilon", "max_grad_norm", "offset_noise",
+                     "spatial_grad_scale", "sample_guidance_scale", "sample_motion_factor"):
+            check(name, self.__dict__[name] >= 0, "must be 0 or more")
+        for name in ("image_fraction", "text_dropout"):
+            check(name, 0.0 <= self.__dict__[name] <= 1.0, "must be in [0, 1]")
+        for name in ("adam_beta1", "adam_beta2", "ema_decay"):
+            check(name, 0.0 <= self.__dict__[name] < 1.0, "must be in [0, 1)")
+        check("learning_rate", self.learning_rate > 0, "must be positive")
+        check("lr_scheduler", self.lr_scheduler in LR_SCHEDULERS, f"must be one of {LR_SCHEDULERS}")
+        check("mixed_precision", self.mixed_precision in (None, *MIXED_PRECISIONS),
+              f"must be one of {MIXED_PRECISIONS} or null")
+        check("checkpoints_total_limit", self.checkpoints_total_limit >= 2,
+              "must be at least 2, so that a complete checkpoint exists while the next one is written")
+        check("report_to", self.report_to in TRACKERS, f"must be one of {TRACKERS}")
+        check("sample_prompts", self.sample_every == 0 or len(self.sample_prompts) > 0,
+              "give at least one prompt when sample_every > 0")
+        if self.generate_shapes_dataset is not None:
+            unknown = set(self.generate_shapes_dataset) - SHAPES_KEYS
+            check("generate_shapes_dataset", not unknown, f"unknown keys {sorted(unknown)}; allowed: "
+                  f"{sorted(SHAPES_KEYS)}")
+            check("generate_shapes_dataset", all(isinstance(v, int) and v >= 0
+                                                 for v in self.generate_shapes_dataset.values()),
+                  "values must be non-negative integers")
+        # The shapes dataset is generated only when no data at all is given.
+        given = any(self.__dict__[name] for name in ("video_data", "image_data", "video_shards", "image_shards"))
+        generated = {} if given else self.generate_shapes_dataset or {}
+        has_videos = bool(self.video_data or self.video_shards or generated.get("videos"))
+        has_images = bool(self.image_data or self.image_shards or generated.get("images"))
+        check("video_data", has_videos or self.image_fraction == 1.0,
+              "no videos: give video_data, video_shards or generate_shapes_dataset (or image_fraction: 1)")
+        check("image_data", has_images or self.image_fraction == 0.0,
+              "no images for image_fraction > 0: give image_data, image_shards or generate_shapes_dataset "
+              "(or image_fraction: 0)")
+        for kind in ("video", "image"):
+            check(f"{kind}_shards", not (self.__dict__[f"{kind}_data"] and self.__dict__[f"{kind}_shards"]),
+                  f"give {kind}_data or {kind}_shards, not both")
+        for name in ("video_data", "image_data", "video_shards", "image_shards"):
+            missing = [p for p in self.__dict__[name] if not os.path.exists(p)]
+            check(name, not missing, f"not found: {', '.join(missing)}", show_value=False)
+        if self.resume not in (None, "latest"):
+            check("resume", os.path.isdir(self.resume), "must be 'latest' or an existing checkpoint folder")
+        return self
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Reading: file values and flag strings are coerced to the field's type, with an error naming the field.
+_HINTS = typing.get_type_hints(TrainConfig)
+_TRUE, _FALSE = {"true", "yes", "on", "1"}, {"false", "no", "off", "0"}
+
+
+def _coerce(name: str, value):
+    hint = _HINTS[name]
+    args = typing.get_args(hint)
+    optional = type(None) in args
+    if optional:
+        if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
+            return None
+        hint = next(a for a in args if a is not type(None))
+    origin = typing.get_origin(hint) or hint
+    try:
+        if hint is bool:
+            if isinstance(value, bool):
+                return value
+            if isinstance(value, str) and value.lower() in _TRUE | _FALSE:
+                return value.lower() in _TRUE
+        elif hint is int:
+            if isinstance(value, int) and not isinstance(value, bool):
+                return value
+            if isinstance(value, str):
+                return int(value)
+        elif hint is float:
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                return float(value)
+            if isinstance(value, str):
+                return float(value)  # also '5e-5', which YAML 1.1 reads as a string
+        elif hint is str:
+            if isinstance(value, str):
+                return value
+        elif origin is list:
+            values = [value] if isinstance(value, str) else value
+            if isinstance(values, (list, tuple)) and all(isinstance(v, (str, int, float)) for v in values):
+                return [str(v) for v in values]
+        elif origin is dict:
+            parsed = yaml.safe_load(value) if isinstance(value, str) else value
+            if isinstance(parsed, dict):
+                return parsed
+    except ValueError:
+        pass
+    expected = {bool: "true or false", int: "an integer", float: "a number", str: "a string",
+                list: "a list of strings", dict: "a mapping such as {videos: 24, images: 24}"}[origin]
+    raise ConfigError(name, f"expected {expected}{' or null' if optional else ''}; got {value!r}.")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m higen_core.train",
+        description="HiGen image-video joint training (spatial reasoning on images, temporal reasoning on videos). "
+        "Fields come from the defaults, then --config, then these flags. Multi-GPU, FSDP and DeepSpeed: "
+        "`accelerate launch -m higen_core.train ...` with your accelerate config.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--config", metavar="FILE", help="YAML or JSON file of fields (the flags override it).")
+    parser.add_argument("--check-data", "--check_data", action="store_true", dest="check_data",
+                        help="Open every video and image of the data fields, print what would be skipped, and exit.")
+    groups: dict[str, argparse._ArgumentGroup] = {}
+    for f in fields(TrainConfig):
+        group = groups.get(f.metadata["group"]) or groups.setdefault(
+            f.metadata["group"], parser.add_argument_group(f.metadata["group"]))
+        flags = [f"--{f.name.replace('_', '-')}"] + ([f"--{f.name}"] if "_" in f.name else [])
+        default = f.default_factory() if callable(f.default_factory) else f.default
+        help = f"{f.metadata['help']} (default: {default!r})".replace("%", "%%")  # argparse %-formats help
+        kwargs = dict(dest=f.name, default=argparse.SUPPRESS, help=help)
+        hint = _HINTS[f.name]
+        if hint is bool:
+            kwargs.update(nargs="?", const="true", metavar="BOOL")  # `--use-ema` or `--use-ema false`
+        elif typing.get_origin(hint) is list:
+            kwargs.update(nargs="*", metavar="ITEM")
+        else:
+            kwargs.update(metavar=f.name.upper())
+        group.add_argument(*flags, **kwargs)
+    return parser
+
+
+def load_config_file(path: str | os.PathLike) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError("config", f"file {str(path)!r} not found.")
+    data = yaml.safe_load(path.read_text()) or {}  # JSON is YAML too
+    if not isinstance(data, dict):
+        raise ConfigError("config", f"{path} must hold a mapping of fields.")
+    return data
+
+
+def make_config(values: dict) -> TrainConfig:
+    """A validated TrainConfig from {field: value}; unknown fields fail with the closest known name."""
+    known = {f.name for f in fields(TrainConfig)}
+    for name in values:
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=1)
+            raise ConfigError(name, "unknown field" + (f"; did you mean {close[0]!r}?" if close else "."))
+    return TrainConfig(**{name: _coerce(name, value) for name, value in values.items()}).validate()
+
+
+def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, argparse.Namespace]:
+    """(config, namespace with the non-field flags: config, check_data)."""
+    args = build_parser().parse_args(argv)
+    values = load_config_file(args.config) if args.config else {}
+    values.update({f.name: getattr(args, f.name) for f in fields(TrainConfig) if hasattr(args, f.name)})
+    return make_config(values), args
+
+
+def config_to_json(config: TrainConfig) -> str:
+    return json.dumps(config.to_dict(), indent=2, sort_keys=True)

@@ -1,0 +1,294 @@
+"""The training loop (higen_core.train) on the tiny components: end to end, joint-training rules, exact resume,
+clean stop on SIGTERM, bad data, non-finite losses and the model sources a run can start from."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import av
+import numpy as np
+import PIL.Image
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import higen_core.train as train_module
+from higen_core import HiGenPipeline
+from higen_core.pipeline_higen import default_scheduler
+from higen_core.testing import tiny_pipeline, tiny_unet
+from higen_core.train import diffusion_loss, main, process_kinds, scale_gradients_by_kind, step_kind
+from higen_core.training.checkpoint import latest_checkpoint, read_state
+from higen_core.training.config import TrainConfig
+from higen_core.training.data import VideoClipDataset, collate_skipping
+from higen_core.training.latents import encode_pixels, encode_text, higen_conditions, sample_latents
+from higen_core.training.models import load_components, tiny_appearance_model
+from higen_core.video_io import read_mp4_metadata
+
+REPO = Path(__file__).resolve().parents[2]
+TINY = REPO / "higen_core" / "configs" / "train-tiny.yaml"
+FINAL_UNET = Path("final") / "unet" / "diffusion_pytorch_model.safetensors"
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # Tiny models gain nothing from a second thread, and on a busy machine a spinning second thread makes every
+    # step several times slower.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def write_clip(path: Path, frames: int, size: int, seed: int) -> None:
+    """A square moving right, as an 8 fps H.264 MP4."""
+    rng = np.random.default_rng(seed)
+    colour, row = rng.integers(64, 256, 3), int(rng.integers(0, size // 2))
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=8)
+        stream.width = stream.height = size
+        stream.pix_fmt = "yuv420p"
+        for f in range(frames):
+            image = np.zeros((size, size, 3), np.uint8)
+            image[row : row + size // 4, f % size : f % size + size // 4] = colour
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+        container.mux(stream.encode())
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    """4 videos + a corrupt one + a missing one, 4 images + a missing one."""
+    folder = tmp_path_factory.mktemp("data")
+    videos, images = [], []
+    for i in range(4):
+        write_clip(folder / f"clip{i}.mp4", frames=8, size=16, seed=i)
+        videos.append({"path": f"clip{i}.mp4", "caption": f"square {i} moves right"})
+        pixels = np.zeros((16, 16, 3), np.uint8)
+        pixels[4 + i : 8 + i, 4:8] = 255
+        PIL.Image.fromarray(pixels).save(folder / f"image{i}.png")
+        images.append({"path": f"image{i}.png", "caption": f"a square at {i}"})
+    (folder / "corrupt.mp4").write_bytes(os.urandom(2000))
+    videos += [{"path": "corrupt.mp4", "caption": "broken"}, {"path": "gone.mp4", "caption": "missing"}]
+    images += [{"path": "gone.png", "caption": "missing"}]
+    for name, entries in (("videos.jsonl", videos), ("images.jsonl", images)):
+        (folder / name).write_text("".join(json.dumps(e) + "\n" for e in entries))
+    return folder
+
+
+def run_args(out: Path, data: Path | None = None, **fields) -> list[str]:
+    """The tiny config with a few steps, on `data` when given (else the config's generated shapes dataset)."""
+    values = {"output_dir": out, "max_train_steps": 4, "checkpointing_steps": 0, "sample_every": 0,
+              "progress_bar": "false", "lr_warmup_steps": 0, **fields}
+    if data is not None:
+        values.update(video_data=data / "videos.jsonl", image_data=data / "images.jsonl")
+    return ["--config", str(TINY)] + [item for k, v in values.items() for item in (f"--{k}", str(v))]
+
+
+def test_end_to_end_writes_checkpoints_log_samples_and_a_loadable_pipeline(tmp_path):
+    out = tmp_path / "run"
+    argv = run_args(out, generate_shapes_dataset="{videos: 4, images: 4, size: 16}", checkpointing_steps=2,
+                    sample_every=4, sample_inference_steps=1, gradient_accumulation_steps=2,
+                    gradient_checkpointing="true")
+    assert main(argv) == 0
+
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step-000002", "step-000004"]
+    state = read_state(latest_checkpoint(out))
+    assert state["step"] == 4 and state["config"]["max_train_steps"] == 4
+    records = [json.loads(line) for line in (out / "logs" / "train_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [1, 2, 3, 4]
+    assert all({"step", "loss", "lr", "samples_per_s", "kind", "time"} <= set(r) for r in records)
+    assert [r["kind"] for r in records] == ["video", "video", "video", "image"]  # 1 step in 4 takes images
+    assert read_mp4_metadata(out / "samples" / "step-000004-0.mp4")["step"] == 4
+    assert (out / "samples" / "step-000004-0.gif").is_file()
+
+    pipe = HiGenPipeline.from_pretrained(out / "final")
+    assert pipe.unet.config.num_frames == 8 and tuple(pipe.unet.config.sample_size) == (8, 8)
+    video = pipe("a red circle moves right", num_inference_steps=1, motion_factor=50, output_type="latent")
+    assert video.latents.shape == (1, 4, 8, 8, 8) and torch.isfinite(video.latents).all()
+
+
+def test_loss_falls_on_a_fixed_batch(data):
+    config = TrainConfig(init_from="tiny", vae="tiny", text_encoder="tiny", tokenizer="tiny",
+                         appearance_model="tiny", num_frames=8, height=16, width=16)
+    components = load_components(config)
+    batch = collate_skipping([VideoClipDataset(data / "videos.jsonl", 8, 8, 16, 16)[0]])
+    width = components.unet.config.appearance_width
+    moments, rows = encode_pixels(components, batch["pixel_values"], width)
+    latents = sample_latents(moments, components.vae.config.scaling_factor)
+    conditions = higen_conditions(latents, rows, width)
+    text = encode_text(components, batch["captions"], torch.device("cpu"))
+    unet, scheduler = components.unet, default_scheduler()
+    optimizer = torch.optim.AdamW(unet.parameters(), lr=1e-3)
+    losses = []
+    for _ in range(15):
+        # The same noise and timesteps every step: only the weights change.
+        loss = diffusion_loss(unet, latents, conditions, text, scheduler, 0.1, torch.Generator().manual_seed(0))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.3 * losses[0], losses
+
+
+@pytest.mark.parametrize("image_fraction, changed", [(1.0, {"spatial"}), (0.0, {"spatial", "temporal", "higen"})])
+def test_image_steps_train_only_spatial_parameters(tmp_path, data, image_fraction, changed):
+    out = tmp_path / "run"
+    assert main(run_args(out, data, image_fraction=image_fraction, max_train_steps=1)) == 0
+    before, after = tiny_unet(0), load_file(out / FINAL_UNET)
+    kinds = {"spatial": [], "temporal": [], "higen": []}
+    for name, param in before.named_parameters():
+        kinds[before.parameter_kind(name)].append(not torch.equal(param.detach(), after[name]))
+    for kind, moved in kinds.items():
+        # Every parameter of a trained kind moves (AdamW's first step is ~lr in every coordinate); the others are
+        # bit-identical.
+        assert all(moved) if kind in changed else not any(moved), kind
+    # AdamW keeps moments only for the parameters that had a gradient.
+    optimizer = torch.load(latest_checkpoint(out) / "optimizer.bin", weights_only=False)
+    count = sum(len(kinds[k]) for k in changed)
+    assert len(optimizer["state"]) == count
+
+
+def test_spatial_gradients_are_scaled_by_0_2():
+    torch.manual_seed(0)
+    reference, scaled = tiny_unet(0), tiny_unet(0)
+    factors = scale_gradients_by_kind(scaled)
+    factors.update(spatial=0.2)
+    inputs = (torch.randn(1, 4, 3, 8, 8), torch.tensor([500]), torch.randn(1, 77, 32))
+    conditions = {"spatial_prior": torch.randn(1, 4, 8, 8), "motion_factors": torch.tensor([[20.0, 30.0]])}
+    for model in (reference, scaled):
+        model(*inputs, **conditions).sample.square().mean().backward()
+    grads = dict(reference.named_parameters())
+    for name, param in scaled.named_parameters():
+        factor = 0.2 if scaled.parameter_kind(name) == "spatial" else 1.0
+        torch.testing.assert_close(param.grad, grads[name].grad * factor, rtol=1e-5, atol=1e-9, msg=name)
+
+
+def test_joint_schedule():
+    kinds = [step_kind(s, 0.25) for s in range(400)]
+    assert kinds.count("image") == 100 and all(kinds[i : i + 4].count("image") == 1 for i in range(0, 400, 4))
+    assert set(step_kind(s, 0.0) for s in range(10)) == {"video"}
+    assert process_kinds(8, 0.25) == ["image"] * 2 + ["video"] * 6
+    assert process_kinds(4, 0.25) == ["image"] + ["video"] * 3
+
+
+def test_resume_matches_an_uninterrupted_run(tmp_path, data):
+    # EMA, warm-up, an epoch boundary (4 videos, batches of 2) and an image step all fall within the 6 steps.
+    common = dict(use_ema="true", ema_decay=0.9, lr_warmup_steps=2, learning_rate=1e-3, checkpointing_steps=3)
+    straight, interrupted = tmp_path / "straight", tmp_path / "interrupted"
+    assert main(run_args(straight, data, max_train_steps=6, **common)) == 0
+    assert main(run_args(interrupted, data, max_train_steps=3, **common)) == 0
+    assert main(run_args(interrupted, data, max_train_steps=6, resume="latest", **common)) == 0
+    for path in (FINAL_UNET, Path("checkpoints/step-000006/model.safetensors")):  # EMA weights, trained weights
+        a, b = load_file(straight / path), load_file(interrupted / path)
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), path
+    log = lambda run: [json.loads(line)["loss"] for line in (run / "logs/train_log.jsonl").read_text().splitlines()]
+    assert log(straight) == log(interrupted)
+
+
+def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path, data):
+    out = tmp_path / "run"
+    argv = run_args(out, data, max_train_steps=100000)
+    process = subprocess.Popen([sys.executable, "-m", "higen_core.train", *argv], cwd=REPO, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True,
+                               env={**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"})
+    log = out / "logs" / "train_log.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and (not log.is_file() or len(log.read_text().splitlines()) < 2):
+        assert process.poll() is None, process.stdout.read()
+        time.sleep(0.2)
+    process.send_signal(signal.SIGTERM)
+    output, _ = process.communicate(timeout=120)
+    assert process.returncode == 0, output
+    assert "Stopped by SIGTERM" in output and "--resume latest" in output
+    checkpoint = latest_checkpoint(out)
+    assert checkpoint is not None and read_state(checkpoint)["step"] >= 2
+    assert not list((out / "checkpoints").glob("tmp-*"))
+
+
+def test_bad_files_are_skipped_and_counted(tmp_path, data, capsys):
+    out = tmp_path / "run"
+    assert main(run_args(out, data, max_train_steps=4)) == 0  # every video and image is read at least once
+    skips = json.loads((out / "logs" / "data_skips.json").read_text())
+    assert skips["counts"]["missing"] >= 2 and skips["counts"]["unreadable"] >= 1
+    examples = sum(skips["examples"].values(), [])
+    assert {"gone.mp4", "gone.png", "corrupt.mp4"} <= {Path(p).name for p in examples}
+
+    assert main(["--check-data", *run_args(out, data)]) == 0
+    report = capsys.readouterr().out
+    assert "videos usable: 4" in report and "images usable: 4" in report
+    assert "3 samples skipped" in report and "gone.mp4" in report and "corrupt.mp4" in report
+
+
+def test_nonfinite_losses_skip_steps_then_stop(tmp_path, data, monkeypatch, capsys):
+    real = train_module.diffusion_loss
+    calls = []
+
+    def flaky(*args, **kwargs):  # the 2nd loss is NaN, then every one from the 4th
+        calls.append(1)
+        loss = real(*args, **kwargs)
+        return loss * float("nan") if len(calls) == 2 or len(calls) >= 4 else loss
+
+    monkeypatch.setattr(train_module, "diffusion_loss", flaky)
+    out = tmp_path / "run"
+    assert main(run_args(out, data, max_train_steps=10, max_consecutive_nonfinite=3)) == 1
+    assert "3 non-finite losses in a row" in capsys.readouterr().err
+    steps = [json.loads(line)["step"] for line in (out / "logs" / "train_log.jsonl").read_text().splitlines()]
+    assert steps == [1, 2]  # losses 1 and 3 trained; 2 was skipped without a step
+
+
+def test_starts_from_model_folders(tmp_path):
+    from diffusers import UNet2DConditionModel
+    from transformers import BitImageProcessor
+
+    pipeline_dir = tmp_path / "higen"
+    tiny_pipeline(seed=1).save_pretrained(pipeline_dir)
+    appearance_dir = tmp_path / "dino"
+    tiny_appearance_model().save_pretrained(appearance_dir)
+    BitImageProcessor(size={"shortest_edge": 16}, crop_size={"height": 16, "width": 16}).save_pretrained(appearance_dir)
+
+    # Fine-tuning a HiGen pipeline: its frozen models come along.
+    config = TrainConfig(init_from=str(pipeline_dir), appearance_model=str(appearance_dir), num_frames=4, height=16,
+                         width=16)
+    components = load_components(config)
+    source = HiGenPipeline.from_pretrained(pipeline_dir)
+    assert all(torch.equal(a, b) for a, b in zip(components.unet.state_dict().values(),
+                                                  source.unet.state_dict().values()))
+    assert components.unet.config.num_frames == 4 and components.appearance.size == (16, 16)
+    assert components.appearance(torch.rand(3, 3, 16, 16) * 2 - 1).shape == (3, 32)
+
+    # A Stable Diffusion 2.x UNet folder: its layers become the spatial ones.
+    unet2d_dir = tmp_path / "sd-unet"
+    torch.manual_seed(0)
+    UNet2DConditionModel(
+        block_out_channels=(32, 64), layers_per_block=1, sample_size=8, in_channels=4, out_channels=4,
+        down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D"), cross_attention_dim=32,
+        attention_head_dim=(2, 4),  # diffusers counts heads here: 16 channels each
+        use_linear_projection=True,
+    ).save_pretrained(unet2d_dir)
+    config = TrainConfig(init_from=str(unet2d_dir), vae="tiny", text_encoder="tiny", tokenizer="tiny",
+                         appearance_model="tiny", num_frames=4, height=16, width=16)
+    unet = load_components(config).unet
+    assert unet.config.in_channels == 4 and unet.config.num_frames == 4
+    # Without a vae field and no pipeline to take one from, loading fails naming the field.
+    with pytest.raises(ValueError, match="^vae: not given"):
+        load_components(TrainConfig(init_from=str(unet2d_dir), appearance_model="tiny", height=16, width=16,
+                                    num_frames=4))
+
+
+def test_latent_cache_is_built_once_and_trained_from(tmp_path, data):
+    out = tmp_path / "run"
+    assert main(run_args(out, data, max_train_steps=4, cache_latents="true")) == 0
+    cache = out / "latent_cache"
+    videos, images = sorted((cache / "video").glob("*.safetensors")), sorted((cache / "image").glob("*.safetensors"))
+    assert len(videos) == len(images) == 4  # the usable ones
+    sample = load_file(videos[0])
+    assert sample["moments"].shape == (8, 8, 8, 8) and sample["appearance"].shape == (8, 8)
+    assert load_file(images[0])["moments"].shape == (8, 1, 8, 8)
+    built = videos[0].stat().st_mtime_ns
+    assert main(run_args(out, data, max_train_steps=6, cache_latents="true", resume="latest")) == 0
+    assert videos[0].stat().st_mtime_ns == built  # reused, not rebuilt
+    assert len((out / "logs" / "train_log.jsonl").read_text().splitlines()) == 6
