@@ -1,0 +1,68 @@
+# Copyright 2026 The HiGen Studio authors. Licensed under the Apache License, Version 2.0.
+"""HiGen Studio: text-to-video in two steps, in the browser.
+
+    python app.py                                   # the bundled demo model (or the tiny one) on this machine
+    python app.py --model path/to/higen-t2v         # a converted pipeline folder (or a hub id)
+    python app.py --enable-training --workspace ws  # with the Train tab
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python app.py", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", help="pipeline folder or hub id (default: assets/shapes-model if present, else "
+                                        "the untrained tiny model)")
+    parser.add_argument("--host", help="address to listen on (default: 127.0.0.1, or Gradio's setting on a Space)")
+    parser.add_argument("--port", type=int, help="port (default: 7860 or the next free one)")
+    parser.add_argument("--share", action="store_true", help="also serve through a public Gradio share link")
+    parser.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
+    parser.add_argument("--dtype", help="float16, bfloat16 or float32 (default: float16 on a GPU, else float32)")
+    parser.add_argument("--enable-training", action="store_true", help="show the Train tab (local use only)")
+    parser.add_argument("--workspace", default="workspace", help="the Train tab's folder (default: ./workspace)")
+    parser.add_argument("--cache-dir", help="where converted VGen checkpoints are kept (default: "
+                                            "~/.cache/higen-studio or $HIGEN_STUDIO_CACHE)")
+    parser.add_argument("--queue-size", type=int, default=16, help="jobs that may wait in line (default: 16)")
+    args = parser.parse_args(argv)
+    args.on_spaces = bool(os.environ.get("SPACE_ID"))
+    if args.enable_training and (args.on_spaces or args.share):
+        parser.error("--enable-training starts programs on this machine: it is refused on a Space and with --share.")
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    try:
+        import spaces  # noqa: F401  (on ZeroGPU it has to patch torch before anything imports torch)
+    except ImportError:
+        pass
+    from studio import StudioError
+    from studio.model import StudioModel
+    from studio.sessions import SessionStore
+    from studio.ui import CSS, create_demo
+
+    try:
+        model = StudioModel.load(args.model, args.device, args.dtype, args.cache_dir)
+    except StudioError as e:
+        print(f"app.py: error: {e}", file=sys.stderr)
+        return 2
+    training = None
+    if args.enable_training:
+        from studio.train_tab import TrainingWorkspace
+
+        training = TrainingWorkspace(args.workspace)
+    store = SessionStore()
+    store.start_reaper()
+    demo = create_demo(model, store, queue_size=args.queue_size, on_spaces=args.on_spaces,
+                       allow_model_loading=not (args.on_spaces or args.share), training=training)
+    demo.launch(server_name=args.host, server_port=args.port, share=args.share, max_file_size="20mb", css=CSS)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,20 @@
+# Copyright 2026 The HiGen Studio authors. Licensed under the Apache License, Version 2.0.
+"""HiGen Studio: a Gradio app over HiGenPipeline.
+
+    studio.model.StudioModel    the model object: wraps a pipeline, runs the jobs (all torch lives there)
+    studio.sessions             per-browser state: output folders, priors, history, the stop flag
+    studio.ui.create_demo       the Blocks app; it takes a StudioModel and imports no torch
+    studio.train_tab            the optional training tab (`python app.py --enable-training`)
+"""
+
+
+class StudioError(Exception):
+    """A problem the person using the studio can fix (bad input, out of memory, busy queue). The UI shows its text
+    as is; it lives here, not in model.py, so that the UI can catch it without importing torch."""
+
+
+class JobStopped(StudioError):
+    """The session pressed Stop: the job left its loop after the current step and its partial result was dropped."""
+
+    def __init__(self):
+        super().__init__("Stopped: the partial result was discarded.")

@@ -1,0 +1,512 @@
+# Copyright 2026 The HiGen Studio authors. Licensed under the Apache License, Version 2.0.
+"""The studio's model object: a HiGenPipeline and the handlers the UI calls, as plain methods.
+
+All torch code of the studio is here. A handler takes a `Session` (studio.sessions) and plain values, writes its
+files into the session's folder and returns records; it raises `StudioError` with a message for the person at the
+keyboard, and `JobStopped` when that person pressed Stop.
+
+GPU work runs in "jobs" that take and return only picklable values: on a ZeroGPU Space they are wrapped with
+`spaces.GPU` and run in a forked worker process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import secrets
+import shutil
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import PIL.Image
+import torch
+
+from higen_core import HiGenPipeline, video_io
+
+from . import JobStopped, StudioError
+from .sessions import PriorRecord, Session, StopFlag, VideoRecord, new_id
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEMO_MODEL_DIR = REPO_ROOT / "assets" / "shapes-model"
+TINY = "tiny"
+DEFAULT_CACHE_DIR = Path(os.environ.get("HIGEN_STUDIO_CACHE", Path.home() / ".cache" / "higen-studio"))
+
+FPS = 8
+MAX_SEED = 2**31 - 1  # what a browser's number input and every generator take
+MAX_CANDIDATES = 4
+MAX_MOTION_PROMPTS = 4
+MAX_STEPS = 200  # an API caller could otherwise hold the GPU for hours
+DEFAULT_MOTION_FACTOR = 500.0
+MAX_UPLOAD_BYTES = 20 * 2**20
+MAX_UPLOAD_PIXELS = 40_000_000
+UPLOAD_FORMATS = {"PNG": "PNG", "JPEG": "JPEG", "WEBP": "WebP", "BMP": "BMP"}
+# A ZeroGPU slot is reserved for the estimated duration; these figures are for the released model (32 frames at
+# 256x448) on a ZeroGPU H200 slice, with room to spare.
+GPU_SECONDS_MAX = 300
+OOM_MESSAGE = ("The GPU ran out of memory. Enable CPU offload in the Model panel, or ask for fewer frames, fewer "
+               "motion prompts or fewer candidates.")
+
+
+class _Stopped(Exception):
+    """Raised from the step callback to leave the denoising loop at once."""
+
+
+@dataclass
+class PriorBatch:
+    priors: list[PriorRecord]
+    seed: int  # candidate k used seed + k
+
+
+@dataclass
+class AnimateResult:
+    videos: list[VideoRecord]
+    seed: int  # every video of the batch starts from this seed's noise, so they differ only by their prompt
+
+
+def zero_gpu(job, duration):
+    """`spaces.GPU(job, duration=...)`. Without the `spaces` package, or off ZeroGPU (where spaces.GPU returns the
+    function unchanged), the job runs as it is."""
+    try:
+        import spaces
+    except ImportError:
+        return job
+    return spaces.GPU(job, duration=duration)
+
+
+def prior_gpu_seconds(prompt, negative_prompt, seeds, steps, guidance, stop, progress) -> int:
+    return int(min(GPU_SECONDS_MAX, 10 + 0.1 * steps * len(seeds)))
+
+
+def animate_gpu_seconds(prior_latents, prompts, negative_prompt, motion_factor, appearance_factor, num_frames, steps,
+                        guidance, seed, stop, progress) -> int:
+    return int(min(GPU_SECONDS_MAX, 15 + 0.03 * num_frames * steps * len(prompts)))
+
+
+def encode_gpu_seconds(image) -> int:
+    return 10
+
+
+def parse_dtype(name: str | None, device: torch.device) -> torch.dtype:
+    """Half precision on a GPU, float32 on the CPU (where float16 convolutions are slow or missing)."""
+    if name is None:
+        return torch.float16 if device.type == "cuda" else torch.float32
+    dtypes = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16, "fp16": torch.float16,
+              "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
+    if name not in dtypes:
+        raise StudioError(f"--dtype must be one of {sorted(dtypes)}; got {name!r}.")
+    return dtypes[name]
+
+
+def parse_device(name: str | None) -> torch.device:
+    if name is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as e:
+        raise StudioError(f"--device {name!r} is not a torch device: {e}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise StudioError(f"--device {name}: this machine has no CUDA GPU that torch can use.")
+    return device
+
+
+def _is_hub_id(source: str) -> bool:
+    return re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+", source) is not None and not source.startswith(".")
+
+
+def load_pipeline(source: str, dtype: torch.dtype) -> HiGenPipeline:
+    """`source` is "tiny", a pipeline folder, or a hub id ("owner/name")."""
+    if source == TINY:
+        from higen_core.testing import tiny_pipeline
+
+        return tiny_pipeline()
+    path = Path(source).expanduser()
+    if path.exists():
+        if not (path / "model_index.json").is_file():
+            raise StudioError(f"{source}: not a pipeline folder (it has no model_index.json).")
+    elif not _is_hub_id(source):
+        raise StudioError(f"{source}: no such folder, and not a hub id (owner/name).")
+    try:
+        # `torch_dtype`, which recent diffusers call deprecated for `dtype`: the older ones requirements.txt allows
+        # (>= 0.32) know only `torch_dtype`.
+        return HiGenPipeline.from_pretrained(str(path) if path.exists() else source, torch_dtype=dtype)
+    except Exception as e:  # anything from a half-written folder to no network: one clear line either way
+        reason = " ".join(str(e).split())
+        raise StudioError(f"Could not load a HiGen pipeline from {source}: {type(e).__name__}: {reason}") from e
+
+
+def convert_vgen_cached(checkpoint: str, base: str, cache_dir: Path) -> Path:
+    """The released VGen checkpoint + an SD 2.x base, converted into a pipeline folder once and then reused: the
+    folder name is keyed by the checkpoint's path, size and time and by the base."""
+    ckpt = Path(checkpoint).expanduser().resolve()
+    if not ckpt.is_file():
+        raise StudioError(f"{checkpoint}: no such checkpoint file.")
+    if not base.strip():
+        raise StudioError("Give the base model (an SD 2.x folder or hub id) to take the text encoder and VAE from.")
+    stat = ckpt.stat()
+    key = hashlib.sha256(f"{ckpt}|{stat.st_size}|{stat.st_mtime_ns}|{base}".encode()).hexdigest()[:16]
+    out = cache_dir / f"vgen-{ckpt.stem}-{key}"
+    if (out / "model_index.json").is_file():
+        return out
+    from higen_core.convert import convert_to_pipeline
+
+    # Written aside and renamed, so that a conversion cut short is never taken for a finished one.
+    partial = out.with_name(f"{out.name}.partial-{os.getpid()}")
+    shutil.rmtree(partial, ignore_errors=True)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        convert_to_pipeline(str(ckpt), base, str(partial))
+    except Exception as e:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise StudioError(f"Could not convert {checkpoint} with base {base}: {type(e).__name__}: {e}") from e
+    os.replace(partial, out)
+    return out
+
+
+def parse_motion_prompts(value) -> list[str]:
+    """One prompt per line of a string, or a list of strings (e.g. a Dataframe column); blank ones dropped."""
+    lines = value.splitlines() if isinstance(value, str) else list(value or [])
+    return [str(line).strip() for line in lines if str(line).strip()]
+
+
+def validate_image(path) -> PIL.Image.Image:
+    """An uploaded file as an RGB image, or a StudioError saying what is wrong with it."""
+    if not path:
+        raise StudioError("Choose an image file to use as the prior.")
+    size = Path(path).stat().st_size
+    if size > MAX_UPLOAD_BYTES:
+        raise StudioError(f"The image is {size / 2**20:.1f} MB; the limit is {MAX_UPLOAD_BYTES // 2**20} MB.")
+    try:
+        with PIL.Image.open(path) as image:
+            if image.format not in UPLOAD_FORMATS:
+                raise StudioError(f"{image.format} images are not supported: use {', '.join(UPLOAD_FORMATS.values())}.")
+            if image.width * image.height > MAX_UPLOAD_PIXELS:
+                raise StudioError(f"The image is {image.width}x{image.height}; the limit is "
+                                  f"{MAX_UPLOAD_PIXELS // 1_000_000} megapixels.")
+            image.load()  # open() reads the header only; this decodes every pixel
+            return image.convert("RGB")
+    except (PIL.UnidentifiedImageError, PIL.Image.DecompressionBombError, OSError, SyntaxError, ValueError):
+        raise StudioError("The file is not a readable image: use "
+                          f"{', '.join(UPLOAD_FORMATS.values())}.") from None
+
+
+def _int(value, name: str, low: int, high: int) -> int:
+    """Sliders and API clients send 4.0 for 4; anything else out of range is the caller's mistake."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise StudioError(f"{name} must be a whole number from {low} to {high}; got {value!r}.")
+    return value
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
+class StudioModel:
+    """A loaded HiGenPipeline, its device and dtype, and the studio's handlers."""
+
+    def __init__(self, pipe: HiGenPipeline, name: str, device: torch.device | str = "cpu",
+                 dtype: torch.dtype = torch.float32, is_tiny: bool = False, cache_dir: str | Path | None = None):
+        # One GPU job at a time, even if two callers get past the queue (tests, example caching, a model load).
+        self._lock = threading.Lock()
+        self.cache_dir = Path(cache_dir) if cache_dir else DEFAULT_CACHE_DIR
+        self._install(pipe, name, torch.device(device), dtype, is_tiny)
+        self._prior_on_gpu = zero_gpu(self._prior_job, prior_gpu_seconds)
+        self._animate_on_gpu = zero_gpu(self._animate_job, animate_gpu_seconds)
+        self._encode_on_gpu = zero_gpu(self._encode_job, encode_gpu_seconds)
+
+    @classmethod
+    def load(cls, source: str | None = None, device: str | None = None, dtype: str | None = None,
+             cache_dir: str | Path | None = None) -> StudioModel:
+        """`source`: a pipeline folder or hub id; None for the bundled demo model, or the tiny model without it."""
+        if source is None:
+            source = str(DEMO_MODEL_DIR) if DEMO_MODEL_DIR.is_dir() else TINY
+        torch_device = parse_device(device)
+        torch_dtype = parse_dtype(dtype, torch_device)
+        pipe = load_pipeline(source, torch_dtype)
+        return cls(pipe, source, torch_device, torch_dtype, is_tiny=source == TINY, cache_dir=cache_dir)
+
+    def _install(self, pipe: HiGenPipeline, name: str, device: torch.device, dtype: torch.dtype, is_tiny: bool):
+        pipe.set_progress_bar_config(disable=True)  # the UI shows progress; tqdm would only fill the server log
+        # Cast only when needed: from_pretrained already loaded `dtype`, and diffusers warns about casting twice.
+        self.pipe = pipe.to(device=device) if pipe.dtype == dtype else pipe.to(device=device, dtype=dtype)
+        self.name = name
+        self.device = device
+        self.dtype = dtype
+        self.is_tiny = is_tiny
+        self.offload = False
+
+    # ------------------------------------------------------------------------------------------------------------
+    # What the UI shows about the model
+    @property
+    def motion_factor_range(self) -> tuple[float, float]:
+        low, high = self.pipe.unet.config.motion_factor_range
+        return float(low), float(high)
+
+    @property
+    def default_motion_factor(self) -> float:
+        """The paper's 500 when this model was trained around it; the middle of its range otherwise (tiny models)."""
+        low, high = self.motion_factor_range
+        return DEFAULT_MOTION_FACTOR if low <= DEFAULT_MOTION_FACTOR <= high else (low + high) / 2
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.pipe.unet.config.num_frames)
+
+    @property
+    def max_frames(self) -> int:
+        return int(self.pipe.unet.config.appearance_width)
+
+    @property
+    def limits(self) -> dict:
+        return {"max_seed": MAX_SEED, "max_candidates": MAX_CANDIDATES, "max_motion_prompts": MAX_MOTION_PROMPTS,
+                "max_steps": MAX_STEPS, "fps": FPS}
+
+    def describe(self) -> dict:
+        return {"model": self.name, "device": str(self.device), "dtype": str(self.dtype).removeprefix("torch."),
+                "offload": self.offload, "tiny": self.is_tiny}
+
+    # ------------------------------------------------------------------------------------------------------------
+    # Model panel
+    def load_other(self, source: str = "", vgen_checkpoint: str = "", base: str = "") -> dict:
+        """Replace the pipeline in place (the UI keeps its reference to this object): from a folder or hub id, or
+        from the released VGen checkpoint + base, converted once into the cache folder."""
+        source, vgen_checkpoint, base = (source or "").strip(), (vgen_checkpoint or "").strip(), (base or "").strip()
+        if vgen_checkpoint:
+            source = str(convert_vgen_cached(vgen_checkpoint, base, self.cache_dir))
+        elif not source:
+            raise StudioError("Give a pipeline folder or hub id, or a VGen checkpoint and its base.")
+        pipe = load_pipeline(source, self.dtype)
+        with self._lock:
+            # The old model leaves the GPU before the new one arrives: both at once may not fit.
+            self.pipe.remove_all_hooks()
+            self.pipe.to("cpu")
+            self._free_memory()
+            self._install(pipe, source, self.device, self.dtype, is_tiny=source == TINY)
+        return self.describe()
+
+    def set_offload(self, enabled: bool) -> dict:
+        """Model CPU offload: each component visits the GPU only while it runs (slower, much less memory)."""
+        with self._lock:
+            if bool(enabled) != self.offload:
+                if self.device.type != "cuda":
+                    raise StudioError(f"CPU offload needs a GPU; this model runs on {self.device}.")
+                if enabled:
+                    self.pipe.enable_model_cpu_offload(device=self.device)
+                else:
+                    self.pipe.remove_all_hooks()
+                    self.pipe.to(self.device)
+                self.offload = bool(enabled)
+        return self.describe()
+
+    @staticmethod
+    def _free_memory():
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+    # ------------------------------------------------------------------------------------------------------------
+    # GPU jobs: picklable arguments in, ("ok", value) | ("stopped", None) | ("error", text) out, because across a
+    # ZeroGPU worker only plain values come back, not our exceptions.
+    @staticmethod
+    def _step_callback(stop: StopFlag | None, progress, total: int, desc: str):
+        def callback(pipe, i, t, tensors):
+            if stop is not None and stop.is_set():
+                raise _Stopped
+            if progress is not None:
+                progress((i + 1, total), desc=desc)
+            return {}
+
+        return callback
+
+    def _outcome(self, compute):
+        try:
+            return "ok", compute()
+        except _Stopped:
+            return "stopped", None
+        except torch.OutOfMemoryError:
+            self._free_memory()
+            return "error", OOM_MESSAGE
+        except ValueError as e:  # the pipeline's checks: their text says what to change
+            return "error", str(e)
+
+    def _prior_job(self, prompt, negative_prompt, seeds, steps, guidance, stop, progress):
+        def compute():
+            out = self.pipe.generate_prior(
+                prompt, negative_prompt, num_images_per_prompt=len(seeds), num_inference_steps=steps,
+                guidance_scale=guidance, generator=[torch.Generator().manual_seed(s) for s in seeds],
+                output_type="pil", callback_on_step_end=self._step_callback(stop, progress, steps, "Spatial prior"))
+            return out.latents.cpu(), out.images
+
+        return self._outcome(compute)
+
+    def _animate_job(self, prior_latents, prompts, negative_prompt, motion_factor, appearance_factor, num_frames,
+                     steps, guidance, seed, stop, progress):
+        def compute():
+            out = self.pipe.animate(
+                prior_latents, prompts, negative_prompt, motion_factor=motion_factor,
+                appearance_factor=appearance_factor, num_frames=num_frames, num_inference_steps=steps,
+                guidance_scale=guidance, generator=[torch.Generator().manual_seed(seed) for _ in prompts],
+                output_type="np", callback_on_step_end=self._step_callback(stop, progress, steps, "Animating"))
+            return out.frames  # (B, F, H, W, 3) in [0, 1]
+
+        return self._outcome(compute)
+
+    def _encode_job(self, image):
+        def compute():
+            latents = self.pipe.encode_prior_image(image)
+            pixels = self.pipe.decode_latents(latents[:, :, None])[:, :, 0]  # what the model will see
+            return latents.cpu(), self.pipe.image_processor.postprocess(pixels, output_type="pil")[0]
+
+        return self._outcome(compute)
+
+    def _run(self, job, *args, stop: StopFlag | None = None):
+        with self._lock:
+            if stop is not None:
+                # Cleared only once the GPU is ours: a Stop pressed while this job waited was for the job before.
+                stop.clear()
+            status, value = job(*args)
+            if status == "stopped":
+                stop.clear()  # consumed: the session is ready for its next job
+        if status == "stopped":
+            raise JobStopped()
+        if status == "error":
+            raise StudioError(value)
+        return value
+
+    # ------------------------------------------------------------------------------------------------------------
+    # Handlers
+    @staticmethod
+    def pick_seed(seed, randomize: bool) -> int:
+        if randomize or seed is None:
+            return secrets.randbelow(MAX_SEED + 1)
+        return _int(seed, "Seed", 0, MAX_SEED)
+
+    def _settings(self, kind: str, record_id: str, **values) -> dict:
+        return {"studio": "HiGen Studio", "kind": kind, "id": record_id, "model": self.name, **values,
+                "created": _now()}
+
+    def generate_prior(self, session: Session, prompt: str, negative_prompt: str = "", seed=0,
+                       randomize_seed: bool = False, steps=50, guidance=12.0, num_candidates=1,
+                       progress=None) -> PriorBatch:
+        """Step 1: `num_candidates` spatial priors for `prompt` in one batch (candidate k from seed + k). The first
+        becomes the current prior; `choose_prior` picks another."""
+        prompt = (prompt or "").strip()
+        if not prompt:
+            raise StudioError("Enter a prompt for the spatial prior.")
+        negative_prompt = (negative_prompt or "").strip()
+        steps = _int(steps, "Steps", 1, MAX_STEPS)
+        count = _int(num_candidates, "Candidates", 1, MAX_CANDIDATES)
+        seed = self.pick_seed(seed, randomize_seed)
+        seeds = [(seed + k) % (MAX_SEED + 1) for k in range(count)]
+        latents, images = self._run(self._prior_on_gpu, prompt, negative_prompt, seeds, steps, guidance,
+                                    session.stop, progress, stop=session.stop)
+
+        priors = []
+        for k, (latent, image) in enumerate(zip(latents, images)):
+            prior_id = new_id()
+            settings = self._settings(
+                "prior", prior_id, source="generated", prompt=prompt, negative_prompt=negative_prompt,
+                seed=seeds[k], num_inference_steps=steps, guidance_scale=guidance, candidate=k, candidates=count)
+            priors.append(self._save_prior(session, prior_id, image, settings, latent[None].clone()))
+        session.candidates = [prior.id for prior in priors]
+        session.make_current(priors[0].id, remember=False)
+        return PriorBatch(priors, seed)
+
+    def _save_prior(self, session: Session, prior_id: str, image, settings: dict, latents) -> PriorRecord:
+        path = session.folder / f"prior-{prior_id}.png"
+        video_io.export_png(image, path)
+        video_io.write_settings_json(settings, path.with_suffix(".json"))
+        prior = PriorRecord(prior_id, path, settings, latents)
+        session.add_prior(prior)
+        return prior
+
+    @staticmethod
+    def prior_id_from_path(path) -> str | None:
+        """The id in a prior's file name ("prior-<id>.png"), which survives Gradio copying the file to its cache."""
+        name = Path(str(path)).name
+        return name[len("prior-"):-len(".png")] if name.startswith("prior-") and name.endswith(".png") else None
+
+    def choose_prior(self, session: Session, image_path, prompt: str = "") -> PriorRecord:
+        """Make a gallery image the current prior: one of this session's priors by its file name, or else (e.g. a
+        cached example's picture) the image itself, encoded like an upload."""
+        prior_id = self.prior_id_from_path(image_path)
+        if prior_id in session.priors:
+            return session.make_current(prior_id)
+        return self.use_image(session, image_path, prompt=prompt, source="gallery")
+
+    def use_image(self, session: Session, path, prompt: str = "", source: str = "upload") -> PriorRecord:
+        """"Use my own image": a validated image, centre-cropped to the model's size and encoded by the VAE, becomes
+        the current prior. `prompt` (optional) is its default motion prompt."""
+        image = validate_image(path)
+        latents, preview = self._run(self._encode_on_gpu, image)
+        prior_id = new_id()
+        settings = self._settings("prior", prior_id, source=source, file=Path(str(path)).name,
+                                  prompt=(prompt or "").strip(), negative_prompt="")
+        prior = self._save_prior(session, prior_id, preview, settings, latents)
+        return session.make_current(prior.id)
+
+    def animate(self, session: Session, motion_prompts, motion_factor=DEFAULT_MOTION_FACTOR, appearance_factor=1.0,
+                num_frames=None, steps=50, guidance=12.0, seed=0, randomize_seed: bool = False,
+                progress=None) -> AnimateResult:
+        """Step 2: animate the current prior with every motion prompt (one per line; default: the prior's prompt)
+        in one batch. The prior is reused as it is: no spatial reasoning runs again."""
+        prior = session.current_prior
+        if prior is None:
+            raise StudioError("There is no spatial prior yet: generate one in step 1 (and click the candidate you "
+                              "like) or upload an image.")
+        prompts = parse_motion_prompts(motion_prompts) or ([prior.prompt] if prior.prompt else [])
+        if not prompts:
+            raise StudioError("Enter at least one motion prompt (one per line).")
+        if len(prompts) > MAX_MOTION_PROMPTS:
+            raise StudioError(f"At most {MAX_MOTION_PROMPTS} motion prompts at once; got {len(prompts)}.")
+        num_frames = _int(num_frames if num_frames is not None else self.num_frames, "Frames", 2, self.max_frames)
+        steps = _int(steps, "Steps", 1, MAX_STEPS)
+        seed = self.pick_seed(seed, randomize_seed)
+        negative_prompt = prior.settings.get("negative_prompt", "")
+        videos = self._run(self._animate_on_gpu, prior.latents, prompts, negative_prompt, motion_factor,
+                           appearance_factor, num_frames, steps, guidance, seed, session.stop, progress,
+                           stop=session.stop)
+
+        records = []
+        for index, (prompt, frames) in enumerate(zip(prompts, videos)):
+            video_id = new_id()
+            settings = self._settings(
+                "video", video_id, motion_prompt=prompt, negative_prompt=negative_prompt,
+                motion_factor=motion_factor, appearance_factor=appearance_factor, num_frames=num_frames,
+                num_inference_steps=steps, guidance_scale=guidance, seed=seed, fps=FPS,
+                batch={"index": index, "motion_prompts": prompts}, prior={"id": prior.id, **prior.settings})
+            stem = session.folder / f"video-{video_id}"
+            paths = [stem.with_suffix(ext) for ext in (".mp4", ".gif", ".json")]
+            video_io.export_mp4(frames, paths[0], fps=FPS, metadata=settings)
+            video_io.export_gif(frames, paths[1], fps=FPS)
+            video_io.write_settings_json(settings, paths[2])
+            records.append(VideoRecord(video_id, prior.id, *paths, settings))
+        session.remember(prior)
+        session.add_videos(records)
+        return AnimateResult(records, seed)
+
+    @staticmethod
+    def request_stop(session: Session) -> None:
+        """Stop: the running job of this session leaves its loop after the current step and discards its result."""
+        session.stop.set()
+
+    def remix(self, session: Session, record_id: str) -> tuple[str, dict]:
+        """"Send back to inputs": ("prior", step-1 values) or ("video", step-2 values) of a history item; a video's
+        prior becomes the current prior again, so that it can be animated anew."""
+        record = session.find(record_id)
+        if record is None:
+            raise StudioError("That history item is gone (the session was reset): pick another one.")
+        s = record.settings
+        if isinstance(record, PriorRecord):
+            session.make_current(record.id)
+            return "prior", {"prompt": s.get("prompt", ""), "negative_prompt": s.get("negative_prompt", ""),
+                             "seed": s.get("seed"), "steps": s.get("num_inference_steps"),
+                             "guidance": s.get("guidance_scale")}
+        if record.prior_id in session.priors:
+            session.make_current(record.prior_id)
+        return "video", {"motion_prompts": s["motion_prompt"], "motion_factor": s["motion_factor"],
+                         "appearance_factor": s["appearance_factor"], "num_frames": s["num_frames"],
+                         "steps": s["num_inference_steps"], "guidance": s["guidance_scale"], "seed": s["seed"]}

@@ -1,0 +1,227 @@
+# Copyright 2026 The HiGen Studio authors. Licensed under the Apache License, Version 2.0.
+"""Per-session state: each browser gets an id (kept in its localStorage), an output folder of its own, its priors,
+its history and its stop flag. A page refresh finds the same session again; a session whose last page closed is
+deleted, folder and all, after a grace period.
+
+Torch-free on purpose: a prior's latents are stored here as an opaque object that only studio.model touches.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import secrets
+import shutil
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+# A refresh unloads the old page and loads the new one within seconds; a closed tab is gone for good. Ten minutes
+# tells the two apart with room for a slow reconnect.
+UNLOAD_GRACE_S = 600
+# API clients (gradio_client) never send an unload, so their sessions end after this long without a job.
+MAX_IDLE_S = 24 * 3600
+REAP_INTERVAL_S = 60
+
+
+def new_id() -> str:
+    """Unguessable: a session id is the only key to a browser's outputs."""
+    return secrets.token_hex(8)
+
+
+class StopFlag:
+    """A stop request kept as a file rather than a threading.Event: on ZeroGPU a job runs in a forked worker that
+    gets its arguments pickled, and a file is seen the same from both processes."""
+
+    def __init__(self, path: str | Path):
+        self.path = str(path)
+
+    def set(self) -> None:
+        Path(self.path).touch()
+
+    def clear(self) -> None:
+        Path(self.path).unlink(missing_ok=True)
+
+    def is_set(self) -> bool:
+        return os.path.exists(self.path)
+
+
+@dataclass(eq=False)  # records are compared by identity: a history holds each one once
+class PriorRecord:
+    """A spatial prior: its preview PNG, the settings that made it, and its latents (1, C, h, w) on the CPU."""
+
+    id: str
+    image_path: Path
+    settings: dict
+    latents: Any = field(repr=False)
+
+    @property
+    def prompt(self) -> str:
+        return self.settings.get("prompt", "")
+
+
+@dataclass(eq=False)
+class VideoRecord:
+    """One video of an animation batch and its files; `settings` is also embedded in the MP4 and written as JSON."""
+
+    id: str
+    prior_id: str
+    mp4_path: Path
+    gif_path: Path
+    json_path: Path
+    settings: dict
+
+    @property
+    def files(self) -> list[str]:
+        return [str(self.mp4_path), str(self.gif_path), str(self.json_path)]
+
+    @property
+    def label(self) -> str:
+        s = self.settings
+        return (f"“{s['motion_prompt']}” · γm {s['motion_factor']:g} · γa {s['appearance_factor']:g} · "
+                f"{s['num_frames']} frames · {s['num_inference_steps']} steps · seed {s['seed']}")
+
+
+@dataclass
+class Session:
+    id: str
+    folder: Path
+    stop: StopFlag
+    priors: dict[str, PriorRecord] = field(default_factory=dict)
+    candidates: list[str] = field(default_factory=list)  # ids of the last "Generate prior", in gallery order
+    current_prior_id: str | None = None
+    history: list[PriorRecord | VideoRecord] = field(default_factory=list)  # oldest first
+    last_videos: list[VideoRecord] = field(default_factory=list)
+    clients: set[str] = field(default_factory=set)  # open pages (Gradio session hashes) showing this session
+    released_at: float | None = None  # when its last page closed
+    last_seen: float = field(default_factory=time.time)
+
+    @property
+    def current_prior(self) -> PriorRecord | None:
+        return self.priors.get(self.current_prior_id) if self.current_prior_id else None
+
+    def add_prior(self, prior: PriorRecord) -> None:
+        self.priors[prior.id] = prior
+
+    def make_current(self, prior_id: str, remember: bool = True) -> PriorRecord:
+        """The prior that "Animate" uses from now on. It joins the history when a person chose it; the candidate
+        made current by default joins only once it is animated."""
+        prior = self.priors[prior_id]
+        self.current_prior_id = prior_id
+        if remember:
+            self.remember(prior)
+        return prior
+
+    def remember(self, record: PriorRecord | VideoRecord) -> None:
+        if record not in self.history:
+            self.history.append(record)
+
+    def add_videos(self, videos: list[VideoRecord]) -> None:
+        self.last_videos = list(videos)
+        self.history.extend(videos)
+
+    def find(self, record_id: str) -> PriorRecord | VideoRecord | None:
+        return next((item for item in self.history if item.id == record_id), None)
+
+
+class SessionStore:
+    """All sessions of one server, each with a folder under `root` (a fresh temp folder unless given; it is removed
+    at exit when the store made it)."""
+
+    def __init__(self, root: str | Path | None = None, unload_grace_s: float = UNLOAD_GRACE_S,
+                 max_idle_s: float = MAX_IDLE_S):
+        if root is None:
+            root = tempfile.mkdtemp(prefix="higen-studio-")
+            atexit.register(shutil.rmtree, root, ignore_errors=True)
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.unload_grace_s = unload_grace_s
+        self.max_idle_s = max_idle_s
+        self._sessions: dict[str, Session] = {}
+        self._lock = threading.Lock()
+        self._reaper: threading.Thread | None = None
+        self._closed = threading.Event()
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+    def _create(self) -> Session:
+        sid = new_id()
+        folder = self.root / sid
+        folder.mkdir(mode=0o700)
+        session = Session(id=sid, folder=folder, stop=StopFlag(folder / ".stop"))
+        self._sessions[sid] = session
+        return session
+
+    def get(self, sid: str | None) -> Session | None:
+        with self._lock:
+            session = self._sessions.get(sid) if isinstance(sid, str) else None
+            if session is not None:
+                session.last_seen = time.time()
+            return session
+
+    def ensure(self, sid: str | None) -> Session:
+        """The session `sid`, or a new one when it is unknown (first visit, API client, or the server restarted)."""
+        with self._lock:
+            session = self._sessions.get(sid) if isinstance(sid, str) else None
+            if session is None:
+                session = self._create()
+            session.last_seen = time.time()
+            return session
+
+    def attach(self, sid: str | None, client: str) -> Session:
+        """A page (Gradio session hash `client`) opened with the id from its browser storage."""
+        session = self.ensure(sid)
+        with self._lock:
+            session.clients.add(client)
+            session.released_at = None
+        return session
+
+    def detach(self, client: str) -> None:
+        """A page closed or refreshed: its session is deleted later unless a page attaches to it again."""
+        with self._lock:
+            for session in self._sessions.values():
+                if client in session.clients:
+                    session.clients.discard(client)
+                    if not session.clients:
+                        session.released_at = time.time()
+
+    def delete(self, sid: str) -> None:
+        with self._lock:
+            session = self._sessions.pop(sid, None)
+        if session is not None:
+            session.stop.set()  # a job still running for it stops at its next step
+            shutil.rmtree(session.folder, ignore_errors=True)
+
+    def reap(self, now: float | None = None) -> list[str]:
+        """Delete the sessions whose pages closed more than the grace period ago, and those idle for too long."""
+        now = time.time() if now is None else now
+        with self._lock:
+            expired = [
+                s.id for s in self._sessions.values()
+                if (s.released_at is not None and now - s.released_at > self.unload_grace_s)
+                or now - s.last_seen > self.max_idle_s
+            ]
+        for sid in expired:
+            self.delete(sid)
+        return expired
+
+    def start_reaper(self, interval_s: float = REAP_INTERVAL_S) -> None:
+        if self._reaper is not None:
+            return
+
+        def loop():
+            while not self._closed.wait(interval_s):
+                self.reap()
+
+        self._reaper = threading.Thread(target=loop, name="higen-studio-session-reaper", daemon=True)
+        self._reaper.start()
+
+    def close(self) -> None:
+        """Stop the reaper and delete every session (the server is shutting down)."""
+        self._closed.set()
+        for sid in list(self._sessions):
+            self.delete(sid)

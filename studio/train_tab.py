@@ -1,0 +1,260 @@
+# Copyright 2026 The HiGen Studio authors. Licensed under the Apache License, Version 2.0.
+"""The Train tab: a form over `python -m higen_core.train`, run as a subprocess inside a workspace folder.
+
+Only with `python app.py --enable-training` (never on a Space or with --share: it starts programs on the server).
+Everything it reads or writes is under the workspace; a path that resolves elsewhere (symlinks followed) is refused.
+The run is started in its own session, so it goes on when the tab or the browser closes; Stop sends it SIGTERM,
+on which the trainer saves a checkpoint and exits.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import gradio as gr
+import pandas as pd
+
+from higen_core.training.config import TrainConfig
+
+from . import StudioError
+from .ui import QUICK_EVENT, UI_EVENT, user_errors
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+# The trainer's fields the form shows; any other field goes in "More fields". Help and defaults come from the
+# trainer itself, so the form cannot drift from it.
+FORM_FIELDS = ("init_from", "video_data", "image_data", "max_train_steps", "learning_rate", "batch_size",
+               "num_frames", "height", "width", "checkpointing_steps", "sample_every", "mixed_precision", "use_ema",
+               "seed")
+# Fields naming files the trainer reads or writes: they must stay inside the workspace too.
+PATH_FIELDS = {"video_data", "image_data", "video_shards", "image_shards", "cache_dir"}
+# Given by the form itself, not as free fields.
+RESERVED_FIELDS = {"config", "output_dir", "resume"}
+CONSOLE_LOG = "console.log"
+LOG_TAIL_CHARS = 20_000
+
+
+def trainer_fields() -> dict[str, object]:
+    return {f.name: f for f in TrainConfig.__dataclass_fields__.values()}
+
+
+def _is_list_field(name: str) -> bool:
+    return str(trainer_fields()[name].type).startswith("list")
+
+
+class TrainingWorkspace:
+    """One training run at a time, under `root`. `trainer` is the command that starts the trainer (tests give a
+    stand-in)."""
+
+    def __init__(self, root: str | Path, trainer: list[str] | None = None):
+        self.root = Path(root).expanduser().resolve()
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.trainer = trainer or [sys.executable, "-m", "higen_core.train"]
+        self.process: subprocess.Popen | None = None
+        self.output_dir: Path | None = None
+
+    # ------------------------------------------------------------------------------------------------------------
+    # Paths
+    def resolve(self, path: str | Path, what: str = "path", must_exist: bool = False) -> Path:
+        """`path` (relative to the workspace, or absolute) with symlinks resolved; refused unless inside it."""
+        text = str(path).strip()
+        if not text:
+            raise StudioError(f"Give the {what}.")
+        resolved = (self.root / Path(text).expanduser()).resolve()
+        if not resolved.is_relative_to(self.root):
+            raise StudioError(f"The {what} {text} is outside the workspace {self.root}: refused.")
+        if must_exist and not resolved.exists():
+            raise StudioError(f"The {what} {text} does not exist in the workspace.")
+        return resolved
+
+    def config_files(self) -> list[str]:
+        found = [p for pattern in ("*.yaml", "*.yml", "*.json") for p in self.root.rglob(pattern)
+                 if "checkpoints" not in p.parts and p.resolve().is_relative_to(self.root)]
+        return sorted(str(p.relative_to(self.root)) for p in found)
+
+    # ------------------------------------------------------------------------------------------------------------
+    # The command
+    def parse_fields(self, form: dict[str, str], more: str) -> dict[str, str]:
+        """Form values and "field: value" lines -> {field: value}; blanks are left to the config file / defaults."""
+        known = trainer_fields()
+        values = {name: str(value).strip() for name, value in form.items() if str(value or "").strip()}
+        for line in (more or "").splitlines():
+            if not line.strip():
+                continue
+            name, sep, value = line.partition(":") if ":" in line else line.partition("=")
+            name = name.strip().replace("-", "_")
+            if not sep or not re.fullmatch(r"[a-z_][a-z0-9_]*", name):
+                raise StudioError(f"“{line.strip()}”: write one field per line as name: value.")
+            values[name] = value.strip()
+        for name in values:
+            if name in RESERVED_FIELDS:
+                raise StudioError(f"{name} is set by the form itself, not as a field.")
+            if name not in known:
+                raise StudioError(f"{name} is not a field of the trainer (python -m higen_core.train --help).")
+        return values
+
+    def _check_path_field(self, name: str, value: str) -> None:
+        items = shlex.split(value) if _is_list_field(name) else [value]
+        for item in items:
+            self.resolve(item, what=name)
+
+    def build_command(self, config: str, output_dir: str, fields: dict[str, str], resume: bool) -> list[str]:
+        """The exact argument list started (never a shell string)."""
+        command = [*self.trainer]
+        if str(config or "").strip():
+            command += ["--config", str(self.resolve(config, "config file", must_exist=True))]
+        command += ["--output-dir", str(self.resolve(output_dir, "output folder"))]
+        for name, value in fields.items():
+            if name in PATH_FIELDS or (name == "init_from" and Path(value).expanduser().exists()):
+                self._check_path_field(name, value)
+            flag = f"--{name.replace('_', '-')}"
+            command += [flag, *shlex.split(value)] if _is_list_field(name) else [flag, value]
+        if resume:
+            command += ["--resume", "latest"]
+        return command
+
+    # ------------------------------------------------------------------------------------------------------------
+    # The run
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def start(self, command: list[str], output_dir: Path) -> int:
+        if self.running():
+            raise StudioError(f"A run is going on (pid {self.process.pid}): stop it first.")
+        logs = output_dir / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        # It runs in the workspace (relative paths in a config file mean the workspace's); the repo stays importable.
+        python_path = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
+        env = {**os.environ, "PYTHONPATH": python_path}
+        with open(logs / CONSOLE_LOG, "a") as console:
+            # A session of its own: closing the tab, or Ctrl-C in the studio's terminal, does not end the run.
+            self.process = subprocess.Popen(command, cwd=self.root, env=env, stdout=console,
+                                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                            start_new_session=True)
+        self.output_dir = output_dir
+        return self.process.pid
+
+    def stop(self) -> str:
+        if not self.running():
+            return "No run is going on."
+        # The trainer alone: it saves a checkpoint and stops its own data workers.
+        self.process.send_signal(signal.SIGTERM)
+        return f"Sent SIGTERM to pid {self.process.pid}: it saves a checkpoint at the next step and exits."
+
+    def status(self) -> str:
+        if self.process is None:
+            return "No run started from this studio yet."
+        code = self.process.poll()
+        where = f"{self.output_dir.relative_to(self.root)}" if self.output_dir else ""
+        if code is None:
+            return f"Running: pid {self.process.pid}, output {where}."
+        return f"Finished with exit code {code}: output {where}."
+
+    # ------------------------------------------------------------------------------------------------------------
+    # What a run leaves in its folder
+    @staticmethod
+    def log_tail(output_dir: Path, max_chars: int = LOG_TAIL_CHARS) -> str:
+        path = output_dir / "logs" / CONSOLE_LOG
+        if not path.is_file():
+            return ""
+        with open(path, "rb") as f:
+            f.seek(max(0, path.stat().st_size - max_chars))
+            return f.read().decode("utf-8", errors="replace")
+
+    @staticmethod
+    def loss_table(output_dir: Path) -> pd.DataFrame:
+        rows = []
+        path = output_dir / "logs" / "train_log.jsonl"
+        if path.is_file():
+            for line in path.read_text().splitlines():
+                try:
+                    entry = json.loads(line)
+                    rows.append({"step": int(entry["step"]), "loss": float(entry["loss"]),
+                                 "kind": str(entry.get("kind", "train"))})
+                except (ValueError, KeyError, TypeError):
+                    continue  # the line the trainer is writing right now, or not a step line
+        return pd.DataFrame(rows, columns=["step", "loss", "kind"])
+
+    @staticmethod
+    def checkpoints(output_dir: Path) -> list[list]:
+        folder = output_dir / "checkpoints"
+        if not folder.is_dir():
+            return []
+        return [[p.name, "yes" if (p / "complete").exists() else "no (being written or cut short)"]
+                for p in sorted(folder.glob("step-*"))]
+
+
+def build_train_tab(workspace: TrainingWorkspace) -> None:
+    """The tab's components and events, inside the caller's Blocks and Tab."""
+    known = trainer_fields()
+    gr.Markdown(f"Runs `python -m higen_core.train` on this machine, inside the workspace `{workspace.root}`. "
+                f"Paths are relative to it; anything outside is refused. The run goes on if you close this page.")
+    with gr.Row():
+        config = gr.Dropdown(workspace.config_files(), label="Config file (YAML or JSON, optional)",
+                             allow_custom_value=True, value=None, elem_id="train-config")
+        output_dir = gr.Textbox("runs/studio", label="Output folder", elem_id="train-output")
+        resume = gr.Checkbox(False, label="Resume from the latest checkpoint", elem_id="train-resume")
+    form = {}
+    with gr.Accordion("Fields (blank: the config file's value or the trainer's default)", open=True):
+        with gr.Row():
+            for name in FORM_FIELDS:
+                f = known[name]
+                default = f.default_factory() if callable(f.default_factory) else f.default
+                form[name] = gr.Textbox(label=name, placeholder=f"default: {default!r}", info=f.metadata["help"],
+                                        min_width=220, elem_id=f"train-field-{name}")
+        more = gr.Textbox(label="More fields, one per line as name: value", lines=3, elem_id="train-more")
+    command_view = gr.Code(label="Command", language="shell", interactive=False, elem_id="train-command")
+    with gr.Row():
+        start = gr.Button("Start training", variant="primary", elem_id="train-start")
+        stop = gr.Button("Stop (SIGTERM)", variant="stop", elem_id="train-stop")
+    status = gr.Markdown(workspace.status(), elem_id="train-status")
+    with gr.Row(equal_height=False):
+        loss = gr.LinePlot(x="step", y="loss", color="kind", title="Loss", height=300, elem_id="train-loss")
+        checkpoints = gr.Dataframe(headers=["checkpoint", "complete"], label="Checkpoints", interactive=False,
+                                   elem_id="train-checkpoints")
+    log = gr.Textbox(label="Log", lines=14, max_lines=14, autoscroll=True, interactive=False, elem_id="train-log")
+    timer = gr.Timer(2.0)
+
+    inputs = [config, output_dir, resume, more, *form.values()]
+
+    def command_from(config_value, output_value, resume_value, more_value, *field_values):
+        fields = workspace.parse_fields(dict(zip(form, field_values)), more_value)
+        return workspace.build_command(config_value, output_value, fields, resume_value)
+
+    def show_command(*values):
+        try:
+            return shlex.join(command_from(*values))
+        except StudioError as e:
+            return f"# {e}"
+
+    @user_errors
+    def start_run(*values):
+        command = command_from(*values)
+        pid = workspace.start(command, workspace.resolve(values[1], "output folder"))
+        gr.Info(f"Training started (pid {pid}).")
+        return workspace.status()
+
+    def stop_run():
+        message = workspace.stop()
+        gr.Info(message)
+        return workspace.status()
+
+    def refresh(output_value):
+        try:
+            folder = workspace.resolve(output_value, "output folder")
+        except StudioError as e:
+            return str(e), pd.DataFrame(columns=["step", "loss", "kind"]), [], ""
+        return workspace.status(), workspace.loss_table(folder), workspace.checkpoints(folder), \
+            workspace.log_tail(folder)
+
+    command_view.value = show_command(None, output_dir.value, False, "", *[""] * len(form))
+    gr.on([c.change for c in inputs], show_command, inputs, command_view, **QUICK_EVENT)
+    start.click(start_run, inputs, status, **UI_EVENT)
+    stop.click(stop_run, None, status, **UI_EVENT)
+    timer.tick(refresh, [output_dir], [status, loss, checkpoints, log], **QUICK_EVENT)

@@ -1,0 +1,31 @@
+"""Stands in for `python -m higen_core.train` in the Train tab's tests: it writes what the real trainer writes (a
+JSON line per step, complete checkpoints, console output) quickly, and on SIGTERM says so and exits with 0."""
+
+import argparse
+import json
+import signal
+import sys
+import time
+from pathlib import Path
+
+parser = argparse.ArgumentParser()
+parser.add_argument("--output-dir", required=True)
+args, _ = parser.parse_known_args()
+out = Path(args.output_dir)
+(out / "logs").mkdir(parents=True, exist_ok=True)
+stopping = []
+signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
+print("fake trainer", " ".join(sys.argv[1:]), flush=True)
+step = 0
+while not stopping and step < 1200:  # stops by itself after about a minute whatever happens
+    step += 1
+    with open(out / "logs" / "train_log.jsonl", "a") as log:
+        log.write(json.dumps({"step": step, "loss": 1.0 / step, "lr": 1e-4, "samples_per_s": 20.0,
+                              "kind": "video" if step % 2 else "image", "time": time.time()}) + "\n")
+    if step % 3 == 0:
+        checkpoint = out / "checkpoints" / f"step-{step:06d}"
+        checkpoint.mkdir(parents=True, exist_ok=True)
+        (checkpoint / "complete").touch()
+    print(f"step {step} loss {1.0 / step:.4f}", flush=True)
+    time.sleep(0.05)
+print("SIGTERM: saved a checkpoint, exiting", flush=True)

@@ -1,0 +1,53 @@
+"""The named endpoints, driven with gradio_client against the app served on 127.0.0.1."""
+
+import pytest
+from gradio_client import Client, handle_file
+
+from higen_core import video_io
+
+
+@pytest.fixture(scope="module")
+def client(app):
+    return Client(app.url, verbose=False)
+
+
+def test_generate_a_prior_then_animate_two_motion_prompts_on_it(client, app):
+    endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
+    assert {"/generate_prior", "/animate", "/use_image", "/stop"} <= set(endpoints)
+
+    gallery, seed, current, motion = client.predict(
+        "a red ball", "", 5, False, 2, 1.0, 2, "", api_name="/generate_prior")
+    assert seed == 5 and [item["caption"] for item in gallery] == ["seed 5", "seed 6"]
+    assert motion == "a red ball"  # the prior's prompt is the default motion prompt
+
+    files, settings, used_seed = client.predict(
+        "a red ball rolls left\na red ball bounces", 60, 0.5, 6, 2, 1.0, 7, False, api_name="/animate")
+    mp4s = [f for f in files if f.endswith(".mp4")]
+    assert len(mp4s) == 2 and used_seed == 7
+    assert [s["motion_prompt"] for s in settings] == ["a red ball rolls left", "a red ball bounces"]
+    for path, expected in zip(mp4s, settings):
+        assert video_io.read_mp4_frames(path).shape[0] == 6
+        assert video_io.read_mp4_metadata(path) == expected
+    prior_id = settings[0]["prior"]["id"]
+    assert settings[1]["prior"]["id"] == prior_id and settings[0]["prior"]["seed"] == 5
+
+    # Animating again reuses the same prior: no new one is made.
+    _, again, _ = client.predict("a red ball spins", 60, 1.0, 3, 2, 1.0, 7, False, api_name="/animate")
+    assert again[0]["prior"]["id"] == prior_id
+    session = next(s for s in app.store._sessions.values() if prior_id in s.priors)
+    assert len(session.priors) == 2  # the two candidates, nothing since
+
+
+def test_errors_reach_the_client_as_messages(client, tmp_path):
+    with pytest.raises(Exception, match="Enter a prompt"):
+        client.predict("", "", 0, False, 2, 1.0, 1, "", api_name="/generate_prior")
+    not_an_image = tmp_path / "notes.png"
+    not_an_image.write_text("hello")
+    with pytest.raises(Exception, match="not a readable image"):
+        client.predict(handle_file(str(not_an_image)), "", api_name="/use_image")
+
+
+def test_sessions_do_not_see_each_other(app, client):
+    other = Client(app.url, verbose=False)
+    with pytest.raises(Exception, match="no spatial prior yet"):
+        other.predict("it moves", 60, 1.0, 3, 2, 1.0, 1, False, api_name="/animate")

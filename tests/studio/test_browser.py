@@ -1,0 +1,156 @@
+"""The studio in a real browser: headless Chromium driven by Playwright through both steps by the stable elem_ids.
+
+Needs `pip install playwright` and Debian's chromium (`apt-get install -y chromium`); Playwright's own browser
+download is not used. Screenshots go to $HIGEN_TEST_ARTIFACTS (default: tests/studio/artifacts/).
+"""
+
+import os
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = os.environ.get("HIGEN_CHROMIUM", "/usr/bin/chromium")
+ARTIFACTS = Path(os.environ.get("HIGEN_TEST_ARTIFACTS", Path(__file__).with_name("artifacts")))
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run", "--disable-quic"]
+
+VIDEO_STATE = """() => Array.from(document.querySelectorAll('#videos video')).map(v => ({
+    src: v.currentSrc, ready: v.readyState, paused: v.paused, time: v.currentTime, loop: v.loop}))"""
+PLAYING = """() => { const videos = Array.from(document.querySelectorAll('#videos video')).filter(v => v.currentSrc);
+    return videos.length == 2 && videos.every(v => v.readyState >= 2 && !v.paused); }"""
+
+
+@pytest.fixture(scope="module")
+def browser():
+    sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed: pip install playwright")
+    if not shutil.which(CHROMIUM):
+        pytest.skip(f"No Chromium at {CHROMIUM}: apt-get install -y chromium (or set HIGEN_CHROMIUM)")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+def set_number(page, elem_id: str, value) -> None:
+    """A slider's or number's text box: type the value and leave the box, as a person would."""
+    box = page.locator(f"#{elem_id} input[type=number]").first
+    box.fill(str(value))
+    box.press("Tab")
+
+
+def session_of(app, page):
+    browser_id = page.evaluate("Object.keys(localStorage).length")  # the BrowserState entry is there
+    assert browser_id >= 1
+    (session,) = [s for s in app.store._sessions.values() if s.clients]
+    return session
+
+
+def test_both_steps_in_chromium(browser, app, model):
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(app.url)
+    page.wait_for_selector("#prior-generate")
+    assert page.locator("#model-banner").inner_text().count("untrained tiny model") == 1
+
+    # Step 1: two candidates, then pick the second.
+    page.locator("#prior-prompt textarea").fill("a red ball bouncing on a wooden floor")
+    page.locator("#prior-negative textarea").fill("blurry")
+    page.locator("#prior-randomize input").uncheck()
+    set_number(page, "prior-seed", 21)
+    set_number(page, "prior-candidates", 2)
+    set_number(page, "prior-steps", 2)
+    page.click("#prior-generate")
+    page.wait_for_function("document.querySelectorAll('#prior-gallery img').length == 2", timeout=60_000)
+    page.locator("#prior-gallery img").nth(1).click()
+    page.wait_for_function("document.querySelector('#prior-current').innerText.includes('seed 22')", timeout=30_000)
+    assert page.locator("#motion-prompts textarea").input_value() == "a red ball bouncing on a wooden floor"
+    page.mouse.move(0, 0)  # no hover decorations in the screenshot
+    page.screenshot(path=str(ARTIFACTS / "step1.png"), full_page=True)
+
+    # Step 2: two motion prompts on that prior, in one batch.
+    page.locator("#motion-prompts textarea").fill("the ball rolls to the left\nthe ball jumps high")
+    set_number(page, "motion-factor", 70)
+    set_number(page, "appearance-factor", 0.5)
+    set_number(page, "animate-frames", 6)
+    set_number(page, "animate-steps", 2)
+    page.click("#animate")
+    page.wait_for_function("Array.from(document.querySelectorAll('#videos video')).filter(v => v.currentSrc)"
+                           ".length == 2", timeout=60_000)
+    labels = page.locator("#videos").inner_text()
+    assert "the ball rolls to the left" in labels and "the ball jumps high" in labels and "γm 70" in labels
+
+    # Both play, and loop: each has data, is not paused, and its time moves on.
+    page.wait_for_function(PLAYING, timeout=30_000)
+    first = page.evaluate(VIDEO_STATE)
+    page.wait_for_function("times => Array.from(document.querySelectorAll('#videos video'))"
+                           ".every((v, i) => v.currentTime != times[i])", arg=[v["time"] for v in first],
+                           timeout=30_000)
+    later = page.evaluate(VIDEO_STATE)
+    assert all(v["loop"] for v in later)
+    page.mouse.move(0, 0)
+    page.screenshot(path=str(ARTIFACTS / "step2.png"), full_page=True)
+
+    session = session_of(app, page)
+    (prior,) = [p for p in session.priors.values() if p.settings["seed"] == 22]
+    assert [v.prior_id for v in session.last_videos] == [prior.id, prior.id]
+    shown = [v["src"] for v in later]
+
+    # Stop: a long job ends within a step or two of the click; its result is dropped and the next job runs.
+    set_number(page, "animate-steps", 200)
+    page.click("#animate")
+    page.wait_for_selector("#videos .progress-text, #videos .progress-level", timeout=30_000)
+    page.click("#stop")
+    started = time.time()
+    while model._lock.locked() and time.time() - started < 20:
+        time.sleep(0.05)
+    assert not model._lock.locked(), "the job did not stop"
+    assert [v["src"] for v in page.evaluate(VIDEO_STATE)] == shown and len(session.last_videos) == 2
+    set_number(page, "animate-steps", 2)
+    page.locator("#motion-prompts textarea").fill("the ball spins")
+    page.click("#animate")
+    page.wait_for_function("Array.from(document.querySelectorAll('#videos video')).filter(v => v.currentSrc)"
+                           ".length == 1", timeout=60_000)
+    assert session.last_videos[0].settings["motion_prompt"] == "the ball spins"
+
+    # A refresh keeps the session: history and the last videos come back.
+    page.reload()
+    page.wait_for_function("document.querySelectorAll('#history img').length == 4", timeout=30_000)
+    assert session_of(app, page) is session
+    assert "the ball spins" in page.locator("#videos").inner_text()
+
+    # "Send back to inputs": the first video's settings return to step 2, its prior becomes current again.
+    session.current_prior_id = None
+    page.locator("#history img").nth(2).click()  # newest first: spins, jumps high, rolls left, the prior
+    page.wait_for_function("document.querySelector('#history-settings').innerText.includes('the ball rolls')")
+    page.click("#history-remix")
+    page.wait_for_function("document.querySelector('#motion-prompts textarea').value == 'the ball rolls to the left'")
+    assert page.locator("#motion-factor input[type=number]").input_value() == "70"
+    assert page.locator("#animate-frames input[type=number]").input_value() == "6"
+    assert session.current_prior is prior
+
+    # Closing the page releases the session (deleted after the grace period).
+    page.close()
+    deadline = time.time() + 10
+    while session.released_at is None and time.time() < deadline:
+        time.sleep(0.1)
+    assert session.released_at is not None
+
+
+def test_a_full_queue_says_so(browser, model, serve, tmp_path):
+    from studio.sessions import SessionStore
+
+    store = SessionStore(tmp_path / "sessions")
+    demo = serve(model, store, queue_size=0)  # every job finds the queue full
+    try:
+        page = browser.new_page()
+        page.goto(demo.local_url)
+        page.locator("#prior-prompt textarea").fill("a red ball")
+        page.click("#prior-generate")
+        page.wait_for_selector("text=The studio is busy", timeout=30_000)
+        assert not any(s.priors for s in store._sessions.values())
+        page.close()
+    finally:
+        demo.close()
+        store.close()

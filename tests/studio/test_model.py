@@ -1,0 +1,275 @@
+"""The studio's handlers (studio.model), called as plain methods on the tiny model: no UI, no server."""
+
+import json
+import pickle
+import sys
+import types
+
+import numpy as np
+import PIL.Image
+import pytest
+import torch
+
+from higen_core import video_io
+from studio import JobStopped, StudioError
+from studio.model import (MAX_MOTION_PROMPTS, StudioModel, animate_gpu_seconds, convert_vgen_cached, load_pipeline,
+                          parse_motion_prompts, zero_gpu)
+
+FAST = {"steps": 2, "guidance": 1.0}  # the fewest steps that still have a middle; no guidance halves the batch
+
+
+def prior(model, session, prompt="a red ball", **kwargs):
+    return model.generate_prior(session, prompt, seed=kwargs.pop("seed", 11), num_candidates=kwargs.pop("n", 1),
+                                **FAST, **kwargs)
+
+
+def test_generate_prior_makes_candidates_with_files_and_reusable_seeds(model, session):
+    batch = prior(model, session, n=3, seed=40)
+    assert batch.seed == 40
+    assert [p.settings["seed"] for p in batch.priors] == [40, 41, 42]
+    assert session.candidates == [p.id for p in batch.priors]
+    assert session.current_prior is batch.priors[0]  # the first candidate is current until another is chosen
+    for p in batch.priors:
+        assert p.image_path.is_file() and p.image_path.parent == session.folder
+        assert json.loads(p.image_path.with_suffix(".json").read_text())["prompt"] == "a red ball"
+        assert tuple(p.latents.shape) == (1, 4, 8, 8)
+    # Candidate k alone, from its own seed, is the same image: every seed shown can be reused.
+    again = prior(model, session, seed=41)
+    torch.testing.assert_close(again.priors[0].latents, batch.priors[1].latents, atol=1e-4, rtol=1e-4)
+
+
+def test_randomized_seed_is_reported_and_reproduces(model, session):
+    first = prior(model, session, randomize_seed=True)
+    again = prior(model, session, seed=first.seed, randomize_seed=False)
+    torch.testing.assert_close(first.priors[0].latents, again.priors[0].latents)
+
+
+def test_animate_batches_every_motion_prompt_on_the_same_prior(model, session, monkeypatch):
+    made = prior(model, session, "a red ball").priors[0]
+    calls = {"generate_prior": 0, "animate": []}
+    real_generate, real_animate = model.pipe.generate_prior, model.pipe.animate
+
+    def count_prior(*args, **kwargs):
+        calls["generate_prior"] += 1
+        return real_generate(*args, **kwargs)
+
+    def spy_animate(prior_latents, prompts, *args, **kwargs):
+        calls["animate"].append((prior_latents, list(prompts)))
+        return real_animate(prior_latents, prompts, *args, **kwargs)
+
+    monkeypatch.setattr(model.pipe, "generate_prior", count_prior)
+    monkeypatch.setattr(model.pipe, "animate", spy_animate)
+    result = model.animate(session, "it rolls left\n\n  it jumps  \n", 40, 0.5, 5, seed=3, steps=2, guidance=5.0)
+    again = model.animate(session, "it spins", 60, 1.0, 3, seed=3, **FAST)
+
+    # One batched call per Animate, on the stored prior: spatial reasoning never runs again.
+    assert calls["generate_prior"] == 0
+    assert [prompts for _, prompts in calls["animate"]] == [["it rolls left", "it jumps"], ["it spins"]]
+    for latents, _ in calls["animate"]:
+        assert latents is made.latents
+    assert [v.settings["motion_prompt"] for v in result.videos] == ["it rolls left", "it jumps"]
+    assert again.videos[0].settings["prior"]["id"] == made.id
+
+    for video in result.videos:
+        frames = video_io.read_mp4_frames(video.mp4_path)
+        assert frames.shape == (5, 16, 16, 3) and frames.dtype == np.uint8
+        settings = json.loads(video.json_path.read_text())
+        assert video_io.read_mp4_metadata(video.mp4_path) == settings
+        assert settings["motion_factor"] == 40 and settings["appearance_factor"] == 0.5
+        assert settings["seed"] == 3 and settings["num_frames"] == 5 and settings["model"] == "tiny"
+        with PIL.Image.open(video.gif_path) as gif:
+            assert gif.n_frames == 5 and gif.info["loop"] == 0  # loops forever
+    assert session.last_videos == again.videos
+    assert session.history[-3:] == [*result.videos, *again.videos]
+
+
+def test_one_video_alone_reproduces_its_batch_member(model, session):
+    prior(model, session)
+    batch = model.animate(session, "left\nright", 50, 1.0, 3, seed=9, **FAST)
+    alone = model.animate(session, "right", 50, 1.0, 3, seed=9, **FAST)
+    np.testing.assert_allclose(video_io.read_mp4_frames(batch.videos[1].mp4_path).astype(float),
+                               video_io.read_mp4_frames(alone.videos[0].mp4_path).astype(float), atol=2)
+
+
+def test_motion_prompts_default_to_the_prior_prompt(model, session):
+    prior(model, session, "a blue cube")
+    result = model.animate(session, "   \n", 50, 1.0, 2, seed=1, **FAST)
+    assert [v.settings["motion_prompt"] for v in result.videos] == ["a blue cube"]
+    assert parse_motion_prompts(["a", " ", "b "]) == ["a", "b"]
+
+
+def test_stop_discards_the_partial_result_and_the_next_job_runs(model, session):
+    prior(model, session)
+    before = sorted(session.folder.iterdir())
+    steps_seen = []
+
+    def press_stop_after_first_step(step, desc=None):
+        steps_seen.append(step)
+        model.request_stop(session)
+
+    with pytest.raises(JobStopped):
+        model.animate(session, "it rolls", 50, 1.0, 3, steps=10, guidance=1.0, seed=1,
+                      progress=press_stop_after_first_step)
+    assert steps_seen == [(1, 10)]  # left the loop at the next step's callback
+    assert sorted(session.folder.iterdir()) == before  # nothing written
+    assert not session.stop.is_set()  # the request was used up
+    assert session.last_videos == []
+
+    result = model.animate(session, "it rolls", 50, 1.0, 2, seed=1, **FAST)
+    assert len(result.videos) == 1 and not session.stop.is_set()
+
+
+def test_a_stop_pressed_while_idle_does_not_stop_the_next_job(model, session):
+    model.request_stop(session)
+    assert prior(model, session).priors
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"motion_prompts": "x", "motion_factor": -5}, "motion_factor must be a number"),  # the pipeline's own text
+    ({"motion_prompts": "x", "appearance_factor": 2}, "appearance_factor must be a number in [0, 1]"),
+    ({"motion_prompts": "x", "num_frames": 99}, "Frames must be a whole number from 2 to 8"),
+    ({"motion_prompts": "x", "steps": 0}, "Steps must be a whole number"),
+    ({"motion_prompts": "x", "seed": -1}, "Seed must be a whole number"),
+    ({"motion_prompts": "\n".join("abcdefgh"[:MAX_MOTION_PROMPTS + 1])}, "At most"),
+])
+def test_invalid_animate_inputs_are_clear_errors(model, session, kwargs, message):
+    prior(model, session)
+    with pytest.raises(StudioError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        model.animate(session, **{"steps": 2, **kwargs})
+
+
+def test_invalid_prior_inputs_and_missing_prior(model, session):
+    with pytest.raises(StudioError, match="Enter a prompt"):
+        model.generate_prior(session, "  ", **FAST)
+    with pytest.raises(StudioError, match="Candidates must be"):
+        model.generate_prior(session, "x", num_candidates=9, **FAST)
+    with pytest.raises(StudioError, match="no spatial prior yet"):
+        model.animate(session, "x", **FAST)
+
+
+def test_out_of_memory_becomes_advice(model, session, monkeypatch):
+    prior(model, session)
+
+    def out_of_memory(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+    monkeypatch.setattr(model.pipe, "animate", out_of_memory)
+    with pytest.raises(StudioError, match="ran out of memory.*CPU offload.*fewer frames"):
+        model.animate(session, "x", **FAST)
+
+
+def test_use_my_own_image(model, session, tmp_path):
+    path = tmp_path / "mine.jpg"
+    PIL.Image.new("RGB", (64, 40), (200, 30, 30)).save(path)
+    made = model.use_image(session, str(path))
+    assert session.current_prior is made and made.settings["source"] == "upload"
+    assert tuple(made.latents.shape) == (1, 4, 8, 8)
+    torch.testing.assert_close(made.latents, model.pipe.encode_prior_image(PIL.Image.open(path)).cpu())
+    result = model.animate(session, "it melts", 50, 1.0, 2, seed=1, **FAST)
+    assert result.videos[0].settings["prior"]["file"] == "mine.jpg"
+
+
+def test_uploads_are_validated(model, session, tmp_path, monkeypatch):
+    text = tmp_path / "notes.png"
+    text.write_text("not an image")
+    truncated = tmp_path / "cut.png"
+    PIL.Image.new("RGB", (300, 300), (1, 2, 3)).save(tmp_path / "full.png")
+    truncated.write_bytes((tmp_path / "full.png").read_bytes()[:200])
+    tiff = tmp_path / "scan.tiff"
+    PIL.Image.new("RGB", (8, 8)).save(tiff)
+    for path, message in ((text, "not a readable image"), (truncated, "not a readable image"),
+                          (tiff, "TIFF images are not supported"), (None, "Choose an image")):
+        with pytest.raises(StudioError, match=message):
+            model.use_image(session, path)
+    monkeypatch.setattr("studio.model.MAX_UPLOAD_BYTES", 100)
+    with pytest.raises(StudioError, match="the limit is"):
+        model.use_image(session, tmp_path / "full.png")
+    assert session.current_prior is None
+
+
+def test_choose_prior_by_gallery_path_or_by_encoding_a_foreign_image(model, session, tmp_path):
+    batch = prior(model, session, n=2)
+    cached_copy = tmp_path / "gradio-cache" / batch.priors[1].image_path.name  # Gradio keeps the file name
+    cached_copy.parent.mkdir()
+    cached_copy.write_bytes(batch.priors[1].image_path.read_bytes())
+    assert model.choose_prior(session, str(cached_copy)) is batch.priors[1]
+    example = tmp_path / "example.png"
+    PIL.Image.new("RGB", (16, 16), (0, 90, 0)).save(example)
+    encoded = model.choose_prior(session, str(example), prompt="a green field")
+    assert encoded.settings["source"] == "gallery" and encoded.prompt == "a green field"
+    assert session.current_prior is encoded
+
+
+def test_remix_sends_settings_back(model, session):
+    made = prior(model, session, "a kite", seed=5).priors[0]
+    video = model.animate(session, "it flies", 42, 0.25, 2, seed=8, **FAST).videos[0]
+    assert model.remix(session, made.id) == ("prior", {"prompt": "a kite", "negative_prompt": "", "seed": 5,
+                                                       "steps": 2, "guidance": 1.0})
+    session.current_prior_id = None
+    kind, values = model.remix(session, video.id)
+    assert kind == "video" and session.current_prior is made
+    assert values == {"motion_prompts": "it flies", "motion_factor": 42, "appearance_factor": 0.25,
+                      "num_frames": 2, "steps": 2, "guidance": 1.0, "seed": 8}
+    with pytest.raises(StudioError, match="gone"):
+        model.remix(session, "nope")
+
+
+def test_gpu_jobs_take_picklable_arguments(model, session):
+    """On ZeroGPU a job's arguments are pickled to a forked worker: no locks, sessions or closures in them."""
+    made = prior(model, session).priors[0]
+    pickle.dumps((made.latents, ["a", "b"], "", 50.0, 1.0, 8, 3, 5.0, 1, session.stop, None))
+    status, (latents, images) = model._prior_job("x", "", [1], 2, 5.0, session.stop, None)
+    pickle.dumps((status, latents, images))
+
+
+def test_zero_gpu_wraps_with_a_duration_from_frames_and_steps(monkeypatch):
+    def job(*args):
+        return args
+
+    monkeypatch.setitem(sys.modules, "spaces", None)  # not installed
+    assert zero_gpu(job, animate_gpu_seconds) is job
+    seen = {}
+
+    def gpu(fn, duration):
+        seen["duration"] = duration
+        return fn
+
+    monkeypatch.setitem(sys.modules, "spaces", types.SimpleNamespace(GPU=gpu))
+    assert zero_gpu(job, animate_gpu_seconds) is job
+    short = seen["duration"](None, ["a"], "", 500, 1.0, 16, 25, 9.0, 0, None, None)
+    long = seen["duration"](None, ["a", "b"], "", 500, 1.0, 32, 50, 9.0, 0, None, None)
+    assert 0 < short < long <= 300
+
+
+def test_model_sources(model, tmp_path, monkeypatch):
+    with pytest.raises(StudioError, match="no such folder"):
+        load_pipeline(str(tmp_path / "missing"), torch.float32)
+    with pytest.raises(StudioError, match="no model_index.json"):
+        load_pipeline(str(tmp_path), torch.float32)
+    with pytest.raises(StudioError, match="needs a GPU"):
+        model.set_offload(True)
+    assert model.set_offload(False)["offload"] is False
+
+
+def test_load_another_model_and_vgen_conversion_is_cached(tmp_path, monkeypatch):
+    other = StudioModel.load("tiny", cache_dir=tmp_path / "cache")
+    saved = tmp_path / "saved"
+    other.pipe.save_pretrained(saved)
+    conversions = []
+
+    def fake_convert(checkpoint, base, out):
+        conversions.append((checkpoint, base))
+        other.pipe.save_pretrained(out)
+
+    monkeypatch.setattr("higen_core.convert.convert_to_pipeline", fake_convert)
+    checkpoint = tmp_path / "higen.pth"
+    checkpoint.write_bytes(b"weights")
+    first = convert_vgen_cached(str(checkpoint), "sd-2-1-base", tmp_path / "cache")
+    second = convert_vgen_cached(str(checkpoint), "sd-2-1-base", tmp_path / "cache")
+    assert first == second and len(conversions) == 1 and not list((tmp_path / "cache").glob("*.partial-*"))
+
+    info = other.load_other(vgen_checkpoint=str(checkpoint), base="sd-2-1-base")
+    assert info["model"] == str(first) and info["tiny"] is False and len(conversions) == 1
+    assert other.load_other(source=str(saved))["model"] == str(saved)
+    with pytest.raises(StudioError, match="Give a pipeline folder"):
+        other.load_other()
