@@ -16,8 +16,10 @@ import sys
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python app.py", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", help="pipeline folder or hub id (default: assets/shapes-model if present, else "
-                                        "the untrained tiny model)")
+    # A Space runs `python app.py` with no arguments: its HIGEN_MODEL variable names the model instead.
+    parser.add_argument("--model", default=os.environ.get("HIGEN_MODEL"),
+                        help="pipeline folder or hub id (default: $HIGEN_MODEL, else assets/shapes-model if present, "
+                             "else the untrained tiny model)")
     parser.add_argument("--host", help="address to listen on (default: 127.0.0.1, or Gradio's setting on a Space)")
     parser.add_argument("--port", type=int, help="port (default: 7860 or the next free one)")
     parser.add_argument("--share", action="store_true", help="also serve through a public Gradio share link")
