@@ -151,10 +151,14 @@ def resolve_data(config: TrainConfig) -> dict[str, dict[str, list[str]]]:
     return data
 
 
-def build_dataset(kind: str, sources: dict[str, list[str]], config: TrainConfig, stats: SkipStats) -> Dataset:
+def build_dataset(kind: str, sources: dict[str, list[str]], config: TrainConfig, stats: SkipStats,
+                  share: tuple[int, int] | None = None) -> Dataset:
+    """`share`: (index, count) of this process among those reading this kind's shards (default: all processes)."""
     frames, size = config.num_frames, (config.height, config.width)
     if sources["shards"]:
-        return TarShardDataset(sources["shards"], kind, frames, config.fps, *size, stats=stats, seed=config.seed)
+        rank, world_size = share if share is not None else (None, None)
+        return TarShardDataset(sources["shards"], kind, frames, config.fps, *size, stats=stats, seed=config.seed,
+                               rank=rank, world_size=world_size)
     if kind == "video":
         return VideoClipDataset(sources["manifests"], frames, config.fps, *size, stats=stats, seed=config.seed)
     return ImageTextDataset(sources["manifests"], *size, stats=stats)
@@ -389,7 +393,9 @@ def train(config: TrainConfig) -> int:
     # 3. Data, optionally through the latent cache (which every process helps to build, whatever it trains on).
     data = resolve_data(config)
     stats = SkipStats()
-    datasets = {k: build_dataset(k, data[k], config, stats) for k in (used if config.cache_latents else kinds)}
+    # The latent cache is built by every process together, so its shards are split among all of them.
+    datasets = {k: build_dataset(k, data[k], config, stats, None if config.cache_latents else shard[k])
+                for k in (used if config.cache_latents else kinds)}
     collate = collate_skipping
     if config.cache_latents:
         cache_root = Path(config.cache_dir or output_dir / "latent_cache")

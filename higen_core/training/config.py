@@ -47,7 +47,8 @@ class TrainConfig:
     init_from: str = _field(
         "tiny", "What the UNet starts from: a HiGen pipeline folder (fine-tuning), a diffusers UNet3DConditionModel "
         "(ModelScope T2V) or Stable Diffusion 2.x UNet2DConditionModel, as a pipeline folder/hub id or its unet "
-        "folder, or 'tiny' (seeded tiny test components).", "models")
+        "folder, a HiGenUNet3DModel config .json (a new model, from scratch), or 'tiny' (seeded tiny test "
+        "components).", "models")
     vae: str | None = _field(
         None, "Frozen AutoencoderKL: folder, hub id or 'tiny'. Default: the `vae` of init_from's pipeline.", "models")
     text_encoder: str | None = _field(

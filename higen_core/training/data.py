@@ -491,7 +491,7 @@ class TarShardDataset(IterableDataset):
 
     Yields the same dicts as `VideoClipDataset` / `ImageTextDataset` ("path" is "SHARD#KEY"). Shards are shuffled
     with (`seed`, epoch), the same on every rank, then dealt out across distributed ranks (torch.distributed, when
-    initialised) and DataLoader workers. With fewer shards than ranks x workers, everyone reads every shard and keeps
+    initialised, or `rank` of `world_size` readers) and DataLoader workers. With fewer shards than ranks x workers, everyone reads every shard and keeps
     every n-th sample instead. Ranks may get different numbers of samples: train a fixed number of steps.
 
     Bad samples are skipped and recorded in `stats`: the video or image reasons, "no video" / "no image", "no
@@ -510,6 +510,8 @@ class TarShardDataset(IterableDataset):
         stats: SkipStats | None = None,
         seed: int = 0,
         shuffle_shards: bool = True,
+        rank: int | None = None,
+        world_size: int | None = None,
     ):
         if kind not in ("video", "image"):
             raise ValueError(f'kind must be "video" or "image"; got {kind!r}.')
@@ -527,6 +529,12 @@ class TarShardDataset(IterableDataset):
         self.kind, self.num_frames, self.fps, self.height, self.width = kind, num_frames, fps, height, width
         self.stats = stats if stats is not None else SkipStats()
         self.seed, self.epoch, self.shuffle_shards = seed, 0, shuffle_shards
+        # Joint training gives images and videos to different processes: each kind's shards are then split among the
+        # processes of that kind only, not among all of them.
+        if (rank is None) != (world_size is None) or (world_size is not None and not 0 <= rank < world_size):
+            raise ValueError(f"Give both rank and world_size (0 <= rank < world_size), or neither; got {rank}, "
+                             f"{world_size}.")
+        self.rank, self.world_size = rank, world_size
 
     def set_epoch(self, epoch: int) -> None:
         """Shuffle shards and draw clip starts anew this epoch (see `VideoClipDataset.set_epoch`)."""
@@ -536,7 +544,7 @@ class TarShardDataset(IterableDataset):
         shards = self.shards
         if self.shuffle_shards:
             shards = [shards[j] for j in _rng(self.seed, self.epoch).permutation(len(shards))]
-        rank, world_size = _rank_and_world_size()
+        rank, world_size = (self.rank, self.world_size) if self.rank is not None else _rank_and_world_size()
         worker = get_worker_info()
         num_workers, worker_id = (worker.num_workers, worker.id) if worker is not None else (1, 0)
         readers, reader = world_size * num_workers, rank * num_workers + worker_id

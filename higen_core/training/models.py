@@ -4,6 +4,8 @@ model, each from a folder, a hub id or "tiny" (seeded, built in code, for tests 
 
 from __future__ import annotations
 
+import os
+
 from dataclasses import dataclass
 
 import torch
@@ -96,6 +98,10 @@ def load_components(config: TrainConfig) -> Components:
     defaults: dict[str, object] = {}
     if source == "tiny":
         unet = tiny_unet(seed)
+    elif source.endswith(".json") and os.path.isfile(source):
+        # A HiGenUNet3DModel configuration: a new model, trained from scratch (e.g. the shapes world's).
+        torch.manual_seed(seed)
+        unet = HiGenUNet3DModel.from_config(HiGenUNet3DModel.load_config(source))
     else:
         index = _pipeline_index(source)
         if index is not None and index.get("_class_name") == "HiGenPipeline":

@@ -322,6 +322,13 @@ def test_tar_shards_split_across_workers_and_ranks(shards, monkeypatch):
         monkeypatch.setattr(data, "_rank_and_world_size", lambda: (rank, 2))
         per_rank.append(keys(two_shards, 0))
     assert sorted(per_rank[0] + per_rank[1]) == ["000", "002", "005"] and all(per_rank)
+    # Joint training: the processes that read videos split the video shards among themselves, whatever the
+    # distributed world is.
+    monkeypatch.setattr(data, "_rank_and_world_size", lambda: (3, 4))
+    own = [keys(TarShardDataset(shards, "video", 4, 4, 16, 16, rank=r, world_size=2), 0) for r in range(2)]
+    assert own == per_rank
+    with pytest.raises(ValueError, match="rank and world_size"):
+        TarShardDataset(shards, "video", 4, 4, 16, 16, rank=2, world_size=2)
 
 
 def test_missing_and_truncated_shards_are_counted(media, tmp_path):
