@@ -292,3 +292,16 @@ def test_latent_cache_is_built_once_and_trained_from(tmp_path, data):
     assert main(run_args(out, data, max_train_steps=6, cache_latents="true", resume="latest")) == 0
     assert videos[0].stat().st_mtime_ns == built  # reused, not rebuilt
     assert len((out / "logs" / "train_log.jsonl").read_text().splitlines()) == 6
+
+
+def test_starts_from_a_config_file(tmp_path):
+    from higen_core.testing import tiny_unet_config
+
+    config_file = tmp_path / "unet.json"
+    config_file.write_text(json.dumps({"_class_name": "HiGenUNet3DModel", **tiny_unet_config()}))
+    config = TrainConfig(init_from=str(config_file), vae="tiny", text_encoder="tiny", tokenizer="tiny",
+                         appearance_model="tiny", num_frames=4, height=16, width=16)
+    unet = load_components(config).unet
+    assert tuple(unet.config.block_out_channels) == tiny_unet_config()["block_out_channels"]
+    # A new model: HiGen's additions and the temporal layers' outputs start at zero.
+    assert not unet.motion_embedding.linear_2.weight.any() and not unet.prior_conv_in.weight.any()
