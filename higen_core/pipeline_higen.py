@@ -212,8 +212,12 @@ class HiGenPipeline(DiffusionPipeline):
 
     # ------------------------------------------------------------------------------------------------------------
     # Latents in and out
-    def prepare_latents(self, shape, generator, offset_noise: bool, device):
-        """Starting noise. The video's gets the official offset noise: one extra draw per frame and channel."""
+    def prepare_latents(self, shape, generator, offset_noise: bool, device, latents=None):
+        """Starting noise, or the given `latents` checked and used as given. The video's drawn noise gets the
+        official offset noise: one extra draw per frame and channel."""
+        if latents is not None:
+            self._check_latents(latents, shape)
+            return latents.to(device=device, dtype=torch.float32)
         latents = randn_tensor(shape, generator=generator, device=torch.device(device), dtype=torch.float32)
         if offset_noise:
             offset = randn_tensor(shape[:3] + (1, 1), generator=generator, device=torch.device(device),
@@ -316,11 +320,7 @@ class HiGenPipeline(DiffusionPipeline):
         # 3. Starting noise: one frame.
         channels = self.unet.config.in_channels
         shape = (batch, channels, height // self.vae_scale_factor, width // self.vae_scale_factor)
-        if latents is None:
-            latents = self.prepare_latents(shape, generator, offset_noise=False, device=device)
-        else:
-            self._check_latents(latents, shape)
-            latents = latents.to(device=device, dtype=torch.float32)
+        latents = self.prepare_latents(shape, generator, offset_noise=False, device=device, latents=latents)
 
         # 4. Spatial reasoning's conditions, as in the official inference: no prior (zeros), motion factor 0 and an
         #    appearance row of ones.
@@ -409,11 +409,7 @@ class HiGenPipeline(DiffusionPipeline):
 
         # 4. Starting noise.
         shape = (batch, channels, num_frames) + tuple(prior.shape[2:])
-        if latents is None:
-            latents = self.prepare_latents(shape, generator, offset_noise=True, device=device)
-        else:
-            self._check_latents(latents, shape)
-            latents = latents.to(device=device, dtype=torch.float32)
+        latents = self.prepare_latents(shape, generator, offset_noise=True, device=device, latents=latents)
 
         # 5. Temporal reasoning's conditions: the prior, γm for every pair of frames, the Eq. 4 matrix for γa.
         conditions = {

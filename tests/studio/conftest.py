@@ -5,19 +5,9 @@ import socket
 from types import SimpleNamespace
 
 import pytest
-import torch
 
 from studio.model import StudioModel
 from studio.sessions import SessionStore
-
-
-
-@pytest.fixture(autouse=True)
-def _seeded():
-    # Replaces tests/conftest.py's: one thread, not two. The tiny model's ops take microseconds, and on a 2-core
-    # machine shared with other jobs two OpenMP threads spin-waiting for each other make them 10-50x slower.
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
 
 
 @pytest.fixture(scope="session")
