@@ -140,9 +140,10 @@ def load_components(config: TrainConfig) -> Components:
                lambda path, sub: AutoencoderKL.from_pretrained(path, subfolder=sub))
     # Without its own field, the tokenizer is the one next to the text encoder.
     tokenizer = pick("tokenizer", config.tokenizer or config.text_encoder, tiny_tokenizer,
-                     lambda path, sub: AutoTokenizer.from_pretrained(path, subfolder=sub))
+                     # transformers spells "no subfolder" as "", not None.
+                     lambda path, sub: AutoTokenizer.from_pretrained(path, subfolder=sub or ""))
     text_encoder = pick("text_encoder", config.text_encoder, lambda: tiny_text_encoder(tokenizer, seed),
-                        lambda path, sub: CLIPTextModel.from_pretrained(path, subfolder=sub))
+                        lambda path, sub: CLIPTextModel.from_pretrained(path, subfolder=sub or ""))
     appearance = AppearanceEncoder.load(config.appearance_model, seed)
 
     # The run's frame count and size become the model's defaults, so the pipeline it is saved into samples like

@@ -299,7 +299,12 @@ def test_starts_from_a_config_file(tmp_path):
 
     config_file = tmp_path / "unet.json"
     config_file.write_text(json.dumps({"_class_name": "HiGenUNet3DModel", **tiny_unet_config()}))
-    config = TrainConfig(init_from=str(config_file), vae="tiny", text_encoder="tiny", tokenizer="tiny",
+    # The frozen models from plain model folders (not a pipeline's subfolders), as the shapes recipe names them.
+    pipe = tiny_pipeline()
+    for name in ("vae", "text_encoder", "tokenizer"):
+        getattr(pipe, name).save_pretrained(tmp_path / name)
+    config = TrainConfig(init_from=str(config_file), vae=str(tmp_path / "vae"),
+                         text_encoder=str(tmp_path / "text_encoder"), tokenizer=str(tmp_path / "tokenizer"),
                          appearance_model="tiny", num_frames=4, height=16, width=16)
     unet = load_components(config).unet
     assert tuple(unet.config.block_out_channels) == tiny_unet_config()["block_out_channels"]
