@@ -9,3 +9,9 @@ from .pipeline_higen import (
     HiGenVideoOutput,
     default_scheduler,
 )
+
+__all__ = [
+    "HiGenPipeline", "HiGenPipelineOutput", "HiGenPriorOutput", "HiGenUNet3DModel", "HiGenUNet3DOutput",
+    "HiGenVideoOutput", "appearance_matrix", "appearance_matrix_from_features", "default_scheduler",
+    "motion_factors_from_latents",
+]

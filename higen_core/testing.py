@@ -7,6 +7,9 @@ a banner when it runs on them.
 
 from __future__ import annotations
 
+import itertools
+import math
+
 import torch
 from diffusers import AutoencoderKL
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
@@ -69,21 +72,32 @@ def _byte_alphabet() -> list[str]:
     return chars
 
 
+def _apply_merges(pieces: list[str], ranks: dict[tuple[str, str], int]) -> list[str]:
+    """Byte-pair encoding of one word: merge the adjacent pair of lowest rank (leftmost on ties) until none is left."""
+    while True:
+        pairs = [(ranks.get(pair, math.inf), i) for i, pair in enumerate(itertools.pairwise(pieces))]
+        rank, i = min(pairs, default=(math.inf, 0))
+        if rank == math.inf:
+            return pieces
+        pieces = pieces[:i] + [pieces[i] + pieces[i + 1]] + pieces[i + 2:]
+
+
 def tiny_tokenizer(words: list[str] | None = None) -> CLIPTokenizer:
     """A CLIP tokenizer whose vocabulary is every single byte plus, if given, whole `words` (one token each)."""
     alphabet = _byte_alphabet()
     vocab = ["<|startoftext|>", "<|endoftext|>"] + alphabet + [c + "</w>" for c in alphabet]
-    merges = []
+    ranks: dict[tuple[str, str], int] = {}
     for word in words or []:
-        # Merge the word's characters left to right; the last one carries the end-of-word marker.
-        pieces = list(word[:-1]) + [word[-1] + "</w>"]
+        # Add a merge only after encoding the word with the merges so far: then it is the one byte-pair encoding
+        # applies next, and an earlier word's merge ("qu" of "quickly") cannot split a later word ("square").
+        characters = list(word[:-1]) + [word[-1] + "</w>"]
+        pieces = _apply_merges(characters, ranks)
         while len(pieces) > 1:
-            if (pieces[0], pieces[1]) not in merges:
-                merges.append((pieces[0], pieces[1]))
-            pieces = [pieces[0] + pieces[1]] + pieces[2:]
-            if pieces[0] not in vocab:
-                vocab.append(pieces[0])
-    return CLIPTokenizer(vocab={token: i for i, token in enumerate(vocab)}, merges=merges, pad_token="!",
+            ranks[(pieces[0], pieces[1])] = len(ranks)
+            if pieces[0] + pieces[1] not in vocab:
+                vocab.append(pieces[0] + pieces[1])
+            pieces = _apply_merges(characters, ranks)
+    return CLIPTokenizer(vocab={token: i for i, token in enumerate(vocab)}, merges=list(ranks), pad_token="!",
                          model_max_length=77)
 
 

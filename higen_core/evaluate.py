@@ -1,0 +1,696 @@
+# Copyright 2026 The HiGen Studio authors. Licensed under the Apache License, Version 2.0.
+"""Evaluation of HiGen models (issue 5): the shapes world, whose answers are known, and the paper's prompt protocol.
+
+    python -m higen_core.evaluate --suite shapes --model DIR [--samples 50 --steps 25 --seed 0] [--json FILE]
+        [--plots DIR] [--device cuda] [--ablation BASE STRUCT BOTH --ablation-names baseline structure both]
+    python -m higen_core.evaluate --suite prompts --model DIR --prompts FILE --clip-model ID
+        [--reference-videos DIR --fid-model ID --video-feature-model ID] [--json FILE]
+    accelerate launch -m higen_core.evaluate --suite prompts ...     # GPUs: the prompts are split across processes
+    torchrun --nproc_per_node 2 -m higen_core.evaluate --suite prompts ... --device cpu     # CPU processes
+
+**Shapes suite.** Each sample is a scene of the shapes world (`shapes.sample_scene`, seeds apart from the dataset's).
+Spatial reasoning makes a prior from its image caption; one batched `animate` call, every video from the same
+starting noise, then makes: the caption at 4 motion factors spread over the model's `motion_factor_range`, the
+caption at γa in {0, 0.4, 0.8, 1.0}, the same shapes "moving left" and "moving right", and the caption at the default
+factors (the *standard* video). Measured on the frames (values in [0, 1]):
+
+* motion_factor_spearman: Spearman correlation, over all samples, of γm with the mean absolute difference of
+  consecutive frames (the pixel counterpart of γm, a frame-difference magnitude; it needs no tracking and covers every
+  motion: moves, growth, spins and colour changes).
+* appearance_factor_spearman: Spearman correlation of γa with the appearance change, the distance between the mean
+  RGB colours of the first and the last frame (a translation barely changes it; a colour change or growth does).
+* direction_accuracy: share of the left/right videos whose tracked shape (the caption's first colour) travels the
+  right way (sign of its least-squares x displacement); direction_colour_kept: share of their frames showing it.
+* prior_fidelity: share of standard videos whose middle frame (the trainer's spatial prior is the middle frame) has
+  the prior image's dominant shape colour, its centroid within 10% of the frame side of the prior's. Colour changes
+  are left out: their middle frame is a blend, which a still prior never shows.
+* text_adherence: share of standard videos whose first frame's dominant shape colour is one of the caption's and whose
+  `shapes.classify_motion` equals the caption's motion (all nine motions; colour changes via the target's track);
+  text_colour_accuracy and text_motion_accuracy give the two parts.
+* temporal_consistency: track continuity of the standard videos: the share of consecutive frame pairs in which the
+  shapes (pixels not of the caption's background, at most half the frame) are found in both, their centroid moves at
+  most 15% of the frame side and their area changes at most 2x. Flickering, vanishing or jumping shapes lower it.
+* --ablation: temporal consistency and text adherence of each model's standard videos (Table 1 of the paper: without
+  decoupling, structure-level only, both). Every model is sampled alike, prior then animation: a model trained
+  without a prior or without the factors keeps those zero-initialised inputs at zero, so they do nothing.
+
+**Prompts suite** (the paper's MSR-VTT protocol): one video per prompt at the default factors. CLIPSIM: mean cosine
+of the prompt's CLIP text embedding and each frame's image embedding; temporal consistency: mean CLIP image-embedding
+cosine of consecutive frames; FID: Fréchet distance of per-frame features (--fid-model, up to 16 frames per video),
+FVD: of per-video features (--video-feature-model, e.g. VideoMAE: its last hidden states averaged, on its frame count
+sampled uniformly), against --reference-videos. Both live in those models' feature spaces: compare runs only with the
+same feature models.
+
+Undefined figures (e.g. a Spearman correlation of constant measurements) print as nan and are null in the JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import av
+import numpy as np
+import scipy.linalg
+import scipy.stats
+import torch
+
+from .pipeline_higen import HiGenPipeline
+from .shapes import (
+    BACKGROUNDS,
+    COLOURS,
+    DEFAULT_TOLERANCE,
+    SHAPE_COLOURS,
+    classify_motion,
+    parse_caption,
+    sample_scene,
+    segment_colour,
+    track,
+)
+
+APPEARANCE_FACTORS = (0.0, 0.4, 0.8, 1.0)
+NUM_MOTION_FACTORS = 4
+# Seed stream of the evaluation scenes: np.random.SeedSequence([seed, 2]); the dataset uses 0 (videos), 1 (images).
+EVAL_STREAM = 2
+MIN_AREA_FRACTION = 6 / 64**2  # fewer matching pixels than this (6 at 64x64) is noise, not a shape
+PRIOR_DISTANCE = 0.1  # fraction of the frame side
+CONTINUITY_STEP = 0.15  # fraction of the frame side; a quick move covers 0.064 per frame at 8 frames
+CONTINUITY_AREA = 2.0
+MAX_SHAPE_AREA = 0.5  # of the frame; the world's largest scenes (two grown shapes) cover about a quarter
+FID_FRAMES = 16
+VIDEO_EXTENSIONS = {".mp4", ".webm", ".mov", ".avi", ".mkv", ".gif"}
+
+
+class EvaluationError(ValueError):
+    """A bad argument or an unloadable model; the message names the flag."""
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Measurements on (F, H, W, 3) frames, floats in [0, 1] or uint8
+
+
+def as_float(video: np.ndarray) -> np.ndarray:
+    video = np.asarray(video)
+    return video.astype(np.float32) / 255.0 if video.dtype == np.uint8 else video.astype(np.float32)
+
+
+def min_area(video: np.ndarray) -> int:
+    return max(1, round(video.shape[-3] * video.shape[-2] * MIN_AREA_FRACTION))
+
+
+def frame_difference(video: np.ndarray) -> float:
+    """Mean absolute difference of consecutive frames: the motion measure."""
+    video = as_float(video)
+    return float(np.abs(video[1:] - video[:-1]).mean())
+
+
+def appearance_change(video: np.ndarray) -> float:
+    """Euclidean distance of the first and last frames' mean RGB colours: the appearance measure."""
+    video = as_float(video)
+    return float(np.linalg.norm(video[0].mean((0, 1)) - video[-1].mean((0, 1))))
+
+
+def x_displacement(video: np.ndarray, rgb: Sequence[float]) -> float:
+    """Least-squares slope of the colour's centroid column times the clip length (pixels); NaN if it is found in
+    fewer than two frames."""
+    found = track(as_float(video), rgb, min_area=min_area(video))
+    present = ~np.isnan(found.x)
+    if present.sum() < 2:
+        return math.nan
+    frames = np.flatnonzero(present)
+    return float(np.polyfit(frames, found.x[present], 1)[0] * (len(video) - 1))
+
+
+def presence(video: np.ndarray, rgb: Sequence[float]) -> float:
+    """Share of frames in which the colour is found."""
+    return float((~np.isnan(track(as_float(video), rgb, min_area=min_area(video)).area)).mean())
+
+
+def dominant_colour(frame: np.ndarray) -> str | None:
+    """The shape colour most pixels of one (H, W, 3) frame are within tolerance of (each pixel counted for its
+    nearest named colour), or None when no shape colour covers the minimum area."""
+    pixels = as_float(frame).reshape(-1, 3) * 255.0
+    palette = np.array(list(COLOURS.values()), dtype=np.float32)
+    distances = np.linalg.norm(pixels[:, None] - palette, axis=-1)
+    nearest = distances.argmin(1)[distances.min(1) <= DEFAULT_TOLERANCE]
+    counts = {name: int((nearest == i).sum()) for i, name in enumerate(COLOURS) if name in SHAPE_COLOURS}
+    name = max(counts, key=counts.get)
+    return name if counts[name] >= min_area(frame[None]) else None
+
+
+def centroid(frame: np.ndarray, colour: str) -> tuple[float, float] | None:
+    found = track(as_float(frame)[None], SHAPE_COLOURS[colour], min_area=min_area(frame[None]))
+    return None if np.isnan(found.x[0]) else (float(found.x[0]), float(found.y[0]))
+
+
+def measured_motion(video: np.ndarray, caption: str) -> str:
+    """`classify_motion` of the caption's first colour (with its target's track for a colour change)."""
+    parsed, video = parse_caption(caption), as_float(video)
+    area = min_area(video)
+    target = parsed["target_colour"]
+    target_track = track(video, SHAPE_COLOURS[target], min_area=area) if target else None
+    return classify_motion(track(video, SHAPE_COLOURS[parsed["colour"]], min_area=area), target_track)
+
+
+def track_continuity(video: np.ndarray, caption: str) -> float:
+    """Share of consecutive frame pairs in which the caption's shapes (every pixel not of its background colour, so
+    that colour blends count) are found in both, move at most CONTINUITY_STEP of the frame side and change their
+    area at most CONTINUITY_AREA times. Shapes are not found in a frame that has lost its background (over
+    MAX_SHAPE_AREA of it is something else): noise must not pass as a steady shape."""
+    video = as_float(video)
+    masks = ~segment_colour(video, BACKGROUNDS[parse_caption(caption)["background"]])
+    area = masks.sum((1, 2)).astype(np.float64)
+    area[(area < min_area(video)) | (area > MAX_SHAPE_AREA * masks[0].size)] = np.nan
+    rows, cols = np.mgrid[0:video.shape[1], 0:video.shape[2]]
+    with np.errstate(invalid="ignore", divide="ignore"):  # frames without shapes: NaN, which compares False below
+        x, y = (masks * cols).sum((1, 2)) / area, (masks * rows).sum((1, 2)) / area
+        step = np.hypot(np.diff(x), np.diff(y)) / max(video.shape[1:3])
+        ratio = np.exp(np.abs(np.diff(np.log(area))))
+    return float(np.mean((step <= CONTINUITY_STEP) & (ratio <= CONTINUITY_AREA)))
+
+
+def spearman(x: Sequence[float], y: Sequence[float]) -> float:
+    with warnings.catch_warnings():  # constant input: the correlation is undefined, NaN says so
+        warnings.simplefilter("ignore")
+        return float(scipy.stats.spearmanr(x, y).statistic)
+
+
+def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Fréchet distance of Gaussians fitted to two (N, D) feature sets: |mu_a - mu_b|^2 + Tr(S_a + S_b - 2 (S_a
+    S_b)^1/2)."""
+    if len(a) < 2 or len(b) < 2:
+        raise EvaluationError(f"a Fréchet distance needs at least 2 feature vectors per side; got {len(a)} and "
+                              f"{len(b)}.")
+    if min(len(a), len(b)) <= a.shape[1]:
+        _log(f"note: a Fréchet distance from {len(a)} and {len(b)} vectors of {a.shape[1]} features: the covariances "
+             f"are singular and the figure is unreliable; use more videos than features.")
+    a, b = a.astype(np.float64), b.astype(np.float64)
+    cov_a, cov_b = np.atleast_2d(np.cov(a, rowvar=False)), np.atleast_2d(np.cov(b, rowvar=False))
+    with warnings.catch_warnings():  # singular products: said above
+        warnings.simplefilter("ignore", scipy.linalg.LinAlgWarning)
+        root = scipy.linalg.sqrtm(cov_a @ cov_b)
+    if not np.isfinite(root).all():  # sqrtm failed on the singular product: regularise, as FID implementations do
+        offset = np.eye(len(cov_a)) * 1e-6
+        root = scipy.linalg.sqrtm((cov_a + offset) @ (cov_b + offset))
+    return float(np.sum((a.mean(0) - b.mean(0)) ** 2) + np.trace(cov_a + cov_b - 2 * root.real))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Shapes suite
+
+
+def eval_scenes(seed: int, count: int) -> list:
+    return [sample_scene(int(s)) for s in np.random.SeedSequence([seed, EVAL_STREAM]).generate_state(count)]
+
+
+def direction_captions(scene) -> tuple[str, str]:
+    """The scene's shapes "moving left" and "moving right" (at its speed, quickly if it has none)."""
+    subject = " and ".join(f"a {o.colour} {o.shape}" for o in scene.objects)
+    verb = "move" if len(scene.objects) > 1 else "moves"
+    return tuple(f"{subject} {verb} {side} {scene.speed or 'quickly'} on a {scene.background} background"
+                 for side in ("left", "right"))
+
+
+def default_motion_factor(pipe: HiGenPipeline, value: float | None) -> float:
+    low, high = pipe.unet.config.motion_factor_range
+    return float(value) if value is not None else (low + high) / 2
+
+
+def motion_factor_levels(pipe: HiGenPipeline) -> list[float]:
+    """NUM_MOTION_FACTORS values from the bottom to the top of the trained range ({300, ..., 600} for the released
+    model, as in the paper)."""
+    low, high = pipe.unet.config.motion_factor_range
+    return np.linspace(low, high, NUM_MOTION_FACTORS).tolist()
+
+
+def generate_sample(pipe: HiGenPipeline, scene, requests: list[tuple[str, float, float]], steps: int,
+                    guidance_scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """The prior image (H, W, 3) of the scene's image caption and one video per (caption, γm, γa) request, all from
+    the same starting noise, in one batched call: (N, F, H, W, 3)."""
+    # One generator per sample, from its scene seed: a sample's videos do not depend on --samples.
+    generator = torch.Generator(pipe._execution_device).manual_seed(scene.seed)
+    prior = pipe.generate_prior(scene.image_caption, num_inference_steps=steps, guidance_scale=guidance_scale,
+                                generator=generator, output_type="np")
+    shape = (1, pipe.unet.config.in_channels, pipe.unet.config.num_frames, *prior.latents.shape[2:])
+    noise = pipe.prepare_latents(shape, generator, offset_noise=True, device=pipe._execution_device)
+    prompts, motion, appearance = (list(column) for column in zip(*requests))
+    video = pipe.animate(prior.latents, prompts, motion_factor=motion, appearance_factor=appearance,
+                         latents=noise.expand(len(requests), -1, -1, -1, -1).contiguous(),
+                         num_inference_steps=steps, guidance_scale=guidance_scale, generator=generator,
+                         output_type="np")
+    return prior.images[0], video.frames
+
+
+def measure_standard(video: np.ndarray, prior_image: np.ndarray, caption: str) -> dict:
+    """Text adherence, prior fidelity and temporal consistency of one standard video. Prior fidelity is None for
+    colour changes: their middle frame is a blend, which a still prior never shows."""
+    parsed = parse_caption(caption)
+    first, middle = dominant_colour(video[0]), dominant_colour(video[len(video) // 2])
+    prior_colour = dominant_colour(prior_image)
+    prior_ok = None
+    if parsed["motion"] != "changes colour":
+        prior_ok = prior_colour is not None and middle == prior_colour
+        if prior_ok:
+            a, b = centroid(prior_image, prior_colour), centroid(video[len(video) // 2], prior_colour)
+            prior_ok = math.dist(a, b) <= PRIOR_DISTANCE * max(prior_image.shape[:2])
+    motion = measured_motion(video, caption)
+    colour_ok = first in parsed["colours"]
+    return {"caption": caption, "motion": parsed["motion"], "measured_motion": motion, "first_colour": first,
+            "prior_colour": prior_colour, "colour_ok": colour_ok, "motion_ok": motion == parsed["motion"],
+            "adheres": colour_ok and motion == parsed["motion"], "prior_ok": prior_ok,
+            "continuity": track_continuity(video, caption)}
+
+
+def summarise_standard(records: list[dict]) -> dict:
+    by_motion: dict[str, list[bool]] = {}
+    for r in records:
+        by_motion.setdefault(r["motion"], []).append(r["motion_ok"])
+    return {"text_adherence": _mean(r["adheres"] for r in records),
+            "text_colour_accuracy": _mean(r["colour_ok"] for r in records),
+            "text_motion_accuracy": _mean(r["motion_ok"] for r in records),
+            "text_motion_accuracy_by_motion": {k: _mean(v) for k, v in sorted(by_motion.items())},
+            "temporal_consistency": _mean(r["continuity"] for r in records), "videos": len(records)}
+
+
+def _mean(values) -> float:
+    values = [float(v) for v in values]
+    return float(np.nanmean(values)) if values and not all(map(math.isnan, values)) else math.nan
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def run_shapes(pipe: HiGenPipeline, samples: int, steps: int, seed: int, guidance_scale: float,
+               motion_factor: float | None = None, appearance_factor: float = 1.0) -> dict:
+    """The shapes suite on one model: every figure, its counts and the per-sample measurements."""
+    levels, standard_motion = motion_factor_levels(pipe), default_motion_factor(pipe, motion_factor)
+    motion_pairs, appearance_pairs, directions, colour_kept, standard, per_sample = [], [], [], [], [], []
+    start = time.time()
+    for i, scene in enumerate(eval_scenes(seed, samples)):
+        left, right = direction_captions(scene)
+        requests = ([(scene.caption, g, appearance_factor) for g in levels]
+                    + [(scene.caption, standard_motion, g) for g in APPEARANCE_FACTORS]
+                    + [(left, standard_motion, appearance_factor), (right, standard_motion, appearance_factor),
+                       (scene.caption, standard_motion, appearance_factor)])
+        prior_image, videos = generate_sample(pipe, scene, requests, steps, guidance_scale)
+        n = len(levels)
+        by_motion, by_appearance = videos[:n], videos[n:n + len(APPEARANCE_FACTORS)]
+        moving_left, moving_right, standard_video = videos[-3:]
+        motion = [frame_difference(v) for v in by_motion]
+        appearance = [appearance_change(v) for v in by_appearance]
+        motion_pairs += zip(levels, motion)
+        appearance_pairs += zip(APPEARANCE_FACTORS, appearance)
+        rgb = SHAPE_COLOURS[scene.colour]
+        dx = [x_displacement(moving_left, rgb), x_displacement(moving_right, rgb)]
+        directions += [dx[0] < 0, dx[1] > 0]  # NaN (shape lost) compares False: counted wrong
+        colour_kept += [presence(moving_left, rgb), presence(moving_right, rgb)]
+        standard.append(measure_standard(standard_video, prior_image, scene.caption))
+        per_sample.append({"seed": scene.seed, "caption": scene.caption, "frame_difference": motion,
+                           "appearance_change": appearance, "x_displacement": dx, **standard[-1]})
+        _log(f"[shapes] sample {i + 1}/{samples} ({time.time() - start:.0f}s): {scene.caption}")
+    return {
+        "samples": samples,
+        "motion_factors": levels, "appearance_factors": list(APPEARANCE_FACTORS),
+        "standard_factors": {"motion_factor": standard_motion, "appearance_factor": appearance_factor},
+        "motion_factor_spearman": spearman(*zip(*motion_pairs)),
+        "appearance_factor_spearman": spearman(*zip(*appearance_pairs)),
+        "direction_accuracy": _mean(directions),
+        "direction_colour_kept": _mean(colour_kept),
+        "prior_fidelity": _mean(r["prior_ok"] for r in standard if r["prior_ok"] is not None),
+        **summarise_standard(standard),
+        "motion_by_factor": _by_factor(motion_pairs), "appearance_by_factor": _by_factor(appearance_pairs),
+        "counts": {"motion_videos": len(motion_pairs), "appearance_videos": len(appearance_pairs),
+                   "direction_videos": len(directions), "standard_videos": len(standard),
+                   "prior_videos": sum(r["prior_ok"] is not None for r in standard)},
+        "per_sample": per_sample,
+    }
+
+
+def _by_factor(pairs: list[tuple[float, float]]) -> dict[str, dict]:
+    grouped: dict[float, list[float]] = {}
+    for factor, value in pairs:
+        grouped.setdefault(factor, []).append(value)
+    return {f"{k:g}": {"mean": float(np.mean(v)), "std": float(np.std(v)), "n": len(v)} for k, v in grouped.items()}
+
+
+def run_standard(pipe: HiGenPipeline, samples: int, steps: int, seed: int, guidance_scale: float,
+                 motion_factor: float | None, appearance_factor: float) -> dict:
+    """Only the standard videos (the ablation's measurements)."""
+    records, motion_factor = [], default_motion_factor(pipe, motion_factor)
+    for scene in eval_scenes(seed, samples):
+        request = (scene.caption, motion_factor, appearance_factor)
+        prior_image, videos = generate_sample(pipe, scene, [request], steps, guidance_scale)
+        records.append(measure_standard(videos[0], prior_image, scene.caption))
+    return summarise_standard(records)
+
+
+def print_shapes(result: dict, model: str, steps: int) -> None:
+    c, n = result["counts"], result["samples"]
+    low, high = result["motion_factors"][0], result["motion_factors"][-1]
+    s = result["standard_factors"]
+    print(f"shapes suite: {model}, {n} samples, {steps} steps; standard videos at motion factor "
+          f"{s['motion_factor']:g}, appearance factor {s['appearance_factor']:g}")
+    factors = ", ".join(map(str, APPEARANCE_FACTORS))
+    rows = [
+        ("motion_factor_spearman",
+         f"{c['motion_videos']} videos: {n} samples x {NUM_MOTION_FACTORS} motion factors {low:g}-{high:g}"),
+        ("appearance_factor_spearman",
+         f"{c['appearance_videos']} videos: {n} samples x appearance factors {factors}"),
+        ("direction_accuracy", (f"{c['direction_videos']} videos: {n} priors x left/right; colour found in "
+                                f"{result['direction_colour_kept']:.3f} of their frames")),
+        ("prior_fidelity", f"{c['prior_videos']} standard videos, colour changes left out"),
+        ("text_adherence", (f"{c['standard_videos']} videos: colour {result['text_colour_accuracy']:.3f}, "
+                            f"motion {result['text_motion_accuracy']:.3f}")),
+        ("temporal_consistency", f"{c['standard_videos']} videos (track continuity)"),
+    ]
+    for key, note in rows:
+        print(f"  {key:<28} {result[key]:7.3f}   ({note})")
+    by_motion = ", ".join(f"{k} {v:.2f}" for k, v in result["text_motion_accuracy_by_motion"].items())
+    print(f"  motion accuracy by caption motion: {by_motion}")
+
+
+def print_ablation(rows: list[dict]) -> None:
+    print("ablation (Table 1):")
+    print(f"  {'model':<24} {'videos':>6} {'temporal consistency':>21} {'text adherence':>15} {'colour':>7} "
+          f"{'motion':>7}")
+    for r in rows:
+        print(f"  {r['name']:<24} {r['videos']:>6} {r['temporal_consistency']:>21.3f} {r['text_adherence']:>15.3f} "
+              f"{r['text_colour_accuracy']:>7.3f} {r['text_motion_accuracy']:>7.3f}")
+
+
+def write_plots(result: dict, folder: str | Path) -> list[Path]:
+    """motion_vs_gamma_m.png and appearance_vs_gamma_a.png: every video's measurement and the mean ± std."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as error:
+        raise EvaluationError("--plots needs matplotlib: pip install matplotlib") from error
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    figures = [("motion_vs_gamma_m.png", "frame_difference", "motion_factors", "motion factor γm",
+                "mean |frame difference| of consecutive frames", "motion_factor_spearman"),
+               ("appearance_vs_gamma_a.png", "appearance_change", "appearance_factors", "appearance factor γa",
+                "|mean colour of last frame - first frame|", "appearance_factor_spearman")]
+    paths = []
+    for name, key, factors_key, xlabel, ylabel, rho in figures:
+        factors = np.array(result[factors_key])
+        values = np.array([s[key] for s in result["per_sample"]])  # (samples, factors)
+        spread = (factors[-1] - factors[0]) * 0.015
+        fig, ax = plt.subplots(figsize=(5, 3.6), dpi=120)
+        for j, factor in enumerate(factors):
+            ax.scatter(factor + np.linspace(-spread, spread, len(values)), values[:, j], s=8, alpha=0.35,
+                       color="tab:blue")
+        ax.errorbar(factors, values.mean(0), yerr=values.std(0), color="tab:red", marker="o", capsize=3,
+                    label="mean ± std")
+        ax.set(xlabel=xlabel, ylabel=ylabel, xticks=factors,
+               title=f"Spearman {result[rho]:.2f} ({values.size} videos, {len(values)} samples)")
+        ax.legend(loc="upper left", fontsize=8)
+        fig.tight_layout()
+        fig.savefig(folder / name)
+        plt.close(fig)
+        paths.append(folder / name)
+    return paths
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Prompts suite
+
+
+def load_model(flag: str, value: str | None, loader: Callable, purpose: str):
+    """`loader(value)`, with an error naming the flag when the value is missing or does not load."""
+    if not value:
+        raise EvaluationError(f"{flag} is required {purpose}.")
+    try:
+        return loader(value)
+    except Exception as error:  # from_pretrained raises OSError, ValueError, KeyError, ... for a bad folder or id
+        raise EvaluationError(f"{flag} {value!r} could not be loaded ({type(error).__name__}: {error}).") from error
+
+
+def read_video(path: Path) -> np.ndarray:
+    """(F, H, W, 3) uint8 frames of a video file."""
+    with av.open(str(path)) as container:
+        return np.stack([frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)])
+
+
+def uniform_frames(video: np.ndarray, count: int) -> np.ndarray:
+    """`count` frames spread evenly over the clip (repeating frames of shorter clips)."""
+    return video[np.linspace(0, len(video) - 1, count).round().astype(int)]
+
+
+def _to_uint8(video: np.ndarray) -> list[np.ndarray]:
+    video = np.asarray(video)
+    return list(video if video.dtype == np.uint8 else (np.clip(video, 0, 1) * 255).round().astype(np.uint8))
+
+
+def _pooled(output) -> torch.Tensor:
+    """A features tensor from a transformers output: the projected/pooled output, else the first token."""
+    if isinstance(output, torch.Tensor):
+        return output
+    pooled = getattr(output, "pooler_output", None)
+    return (pooled if pooled is not None else output.last_hidden_state[:, 0]).flatten(1)
+
+
+class FeatureModels:
+    """The prompts suite's frozen feature models, each from a folder or hub id."""
+
+    def __init__(self, clip: str | None, fid: str | None, video: str | None, device: torch.device,
+                 with_reference: bool):
+        from transformers import AutoImageProcessor, AutoModel, CLIPModel, CLIPProcessor
+
+        self.device = device
+        purpose = "for the prompts suite (CLIPSIM, temporal consistency)"
+        # from_pretrained returns models in eval mode.
+        self.clip = load_model("--clip-model", clip, CLIPModel.from_pretrained, purpose).to(device)
+        self.clip_processor = load_model("--clip-model", clip, CLIPProcessor.from_pretrained, purpose)
+        self.fid = self.video = None
+        if with_reference:
+            purpose = "with --reference-videos (FID)"
+            self.fid = load_model("--fid-model", fid, AutoModel.from_pretrained, purpose).to(device)
+            self.fid_processor = load_model("--fid-model", fid, AutoImageProcessor.from_pretrained, purpose)
+            purpose = "with --reference-videos (FVD)"
+            self.video = load_model("--video-feature-model", video, AutoModel.from_pretrained, purpose).to(device)
+            self.video_processor = load_model("--video-feature-model", video, AutoImageProcessor.from_pretrained,
+                                              purpose)
+
+    @torch.no_grad()
+    def clip_scores(self, video: np.ndarray, prompt: str) -> dict:
+        """CLIPSIM and consecutive-frame consistency of one video."""
+        text = self.clip_processor(text=[prompt], padding="max_length", truncation=True, return_tensors="pt")
+        text = _pooled(self.clip.get_text_features(**{k: v.to(self.device) for k, v in text.items()}))
+        pixels = self.clip_processor(images=_to_uint8(video), return_tensors="pt").pixel_values.to(self.device)
+        frames = torch.nn.functional.normalize(_pooled(self.clip.get_image_features(pixel_values=pixels)), dim=-1)
+        text = torch.nn.functional.normalize(text, dim=-1)
+        return {"clipsim": float((frames @ text[0]).mean()),
+                "temporal_consistency": float((frames[1:] * frames[:-1]).sum(-1).mean())}
+
+    @torch.no_grad()
+    def frame_features(self, video: np.ndarray) -> np.ndarray:
+        """(min(F, FID_FRAMES), D) image features of frames spread over the clip."""
+        frames = _to_uint8(uniform_frames(video, min(len(video), FID_FRAMES)))
+        pixels = self.fid_processor(images=frames, return_tensors="pt").pixel_values.to(self.device)
+        forward = getattr(self.fid, "get_image_features", self.fid)  # a CLIP-like model: its image tower
+        return _pooled(forward(pixel_values=pixels)).float().cpu().numpy()
+
+    @torch.no_grad()
+    def video_features(self, video: np.ndarray) -> np.ndarray:
+        """(D,) one feature vector per clip: the video model's last hidden states averaged over its tokens."""
+        count = getattr(self.video.config, "num_frames", 16)
+        frames = _to_uint8(uniform_frames(video, count))
+        # VideoMAE's processor reads a list of frames as one video: (1, T, 3, h, w).
+        pixels = self.video_processor(frames, return_tensors="pt").pixel_values
+        pixels = pixels if pixels.ndim == 5 else pixels[None]
+        output = self.video(pixel_values=pixels.to(self.device))
+        return output.last_hidden_state.float().mean(1)[0].cpu().numpy()
+
+
+def _reference_files(folder: str) -> list[Path]:
+    files = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in VIDEO_EXTENSIONS)
+    if len(files) < 2:
+        raise EvaluationError(f"--reference-videos {folder!r} holds {len(files)} videos "
+                              f"({', '.join(sorted(VIDEO_EXTENSIONS))}); FID and FVD need at least 2.")
+    return files
+
+
+def run_prompts(args: argparse.Namespace) -> dict | None:
+    """Generate one video per prompt and measure it; under `accelerate launch` every process takes a share of the
+    prompts (and of the reference videos) and the main process gathers and reports. Returns None on other
+    processes."""
+    from accelerate import PartialState
+    from accelerate.utils import gather_object
+
+    # Without GPUs, processes started by torchrun only form a group when accelerate is told they run on CPUs.
+    state = PartialState(cpu=args.device == "cpu" or not torch.cuda.is_available())
+    # Several processes: each takes the device accelerate gives it.
+    device = torch.device(args.device) if args.device and state.num_processes == 1 else state.device
+    prompts_file = Path(args.prompts or "")
+    if not args.prompts or not prompts_file.is_file():
+        raise EvaluationError(f"--prompts must name a file of prompts, one per line; got {args.prompts!r}.")
+    prompts = [line.strip() for line in prompts_file.read_text().splitlines() if line.strip()]
+    if not prompts:
+        raise EvaluationError(f"--prompts {args.prompts!r} holds no prompts.")
+    references = _reference_files(args.reference_videos) if args.reference_videos else []
+    features = FeatureModels(args.clip_model, args.fid_model, args.video_feature_model, device, bool(references))
+    pipe = load_pipeline(args.model, device)
+    motion_factor = default_motion_factor(pipe, args.motion_factor)
+
+    mine = []
+    with state.split_between_processes(list(enumerate(prompts))) as share:
+        for index, prompt in share:
+            # Seeded per prompt, not per process: the videos do not depend on the number of processes.
+            generator = torch.Generator(pipe._execution_device).manual_seed(args.seed + index)
+            video = pipe(prompt, motion_factor=motion_factor, appearance_factor=args.appearance_factor,
+                         num_inference_steps=args.steps, guidance_scale=args.guidance_scale, generator=generator,
+                         output_type="np").frames[0]
+            record = {"index": index, "prompt": prompt, **features.clip_scores(video, prompt)}
+            if references:
+                record["frame_features"] = features.frame_features(video)
+                record["video_features"] = features.video_features(video)
+            mine.append(record)
+            _log(f"[prompts] process {state.process_index}: video {index + 1}/{len(prompts)}")
+    reference_features = []
+    with state.split_between_processes(references) as share:
+        for path in share:
+            clip = read_video(path)
+            reference_features.append({"frame_features": features.frame_features(clip),
+                                       "video_features": features.video_features(clip)})
+    records = sorted(gather_object(mine), key=lambda r: r["index"])
+    reference_features = gather_object(reference_features)
+    if not state.is_main_process:
+        return None
+    result = {"suite": "prompts", "model": args.model, "samples": len(records), "steps": args.steps,
+              "seed": args.seed, "motion_factor": motion_factor, "appearance_factor": args.appearance_factor,
+              "clipsim": _mean(r["clipsim"] for r in records),
+              "temporal_consistency": _mean(r["temporal_consistency"] for r in records),
+              "fid": math.nan, "fvd": math.nan, "reference_videos": len(reference_features),
+              "per_prompt": [{k: r[k] for k in ("prompt", "clipsim", "temporal_consistency")} for r in records]}
+    if references:
+        result["fid"] = frechet_distance(np.concatenate([r["frame_features"] for r in records]),
+                                         np.concatenate([r["frame_features"] for r in reference_features]))
+        result["fvd"] = frechet_distance(np.stack([r["video_features"] for r in records]),
+                                         np.stack([r["video_features"] for r in reference_features]))
+    return result
+
+
+def print_prompts(result: dict) -> None:
+    n, refs = result["samples"], result["reference_videos"]
+    print(f"prompts suite: {result['model']}, {n} prompts, {result['steps']} steps")
+    print(f"  clipsim               {result['clipsim']:8.4f}   ({n} videos)")
+    print(f"  temporal_consistency  {result['temporal_consistency']:8.4f}   ({n} videos)")
+    if refs:
+        print(f"  fid                   {result['fid']:8.3f}   ({n} videos vs {refs} reference videos)")
+        print(f"  fvd                   {result['fvd']:8.3f}   ({n} videos vs {refs} reference videos)")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def load_pipeline(path: str, device: str | torch.device) -> HiGenPipeline:
+    try:
+        pipe = HiGenPipeline.from_pretrained(path)
+    except Exception as error:  # a missing folder, a folder of something else
+        raise EvaluationError(f"--model {path!r} is not a loadable HiGen pipeline ({type(error).__name__}: "
+                              f"{error}).") from error
+    if pipe.vae is None or pipe.tokenizer is None or pipe.text_encoder is None:
+        raise EvaluationError(f"--model {path!r} needs a vae, a tokenizer and a text encoder to evaluate.")
+    pipe.set_progress_bar_config(disable=True)
+    return pipe.to(device)
+
+
+def _json_ready(value):
+    """NaN -> None (strict JSON), numpy scalars -> Python."""
+    if isinstance(value, dict):
+        return {k: _json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_ready(v) for v in value]
+    value = value.item() if isinstance(value, np.generic) else value
+    return None if isinstance(value, float) and math.isnan(value) else value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m higen_core.evaluate", description=__doc__.split("\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--suite", choices=("shapes", "prompts"), required=True)
+    parser.add_argument("--model", required=True, help="HiGen pipeline folder or hub id")
+    parser.add_argument("--samples", type=int, default=50, help="shapes: scenes to evaluate")
+    parser.add_argument("--steps", type=int, default=25, help="denoising steps of each stage")
+    parser.add_argument("--guidance-scale", type=float, default=12.0)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--motion-factor", type=float, default=None,
+                        help="γm of the standard videos (default: the middle of the model's motion_factor_range)")
+    parser.add_argument("--appearance-factor", type=float, default=1.0, help="γa of the standard videos")
+    parser.add_argument("--device", default=None, help="default: cuda if available, else cpu")
+    parser.add_argument("--json", help="write the figures to this JSON file")
+    parser.add_argument("--plots", help="shapes: write motion_vs_gamma_m.png and appearance_vs_gamma_a.png here")
+    parser.add_argument("--ablation", nargs="+", default=[], metavar="DIR",
+                        help="shapes: model folders for the ablation table (e.g. baseline, structure-level, both)")
+    parser.add_argument("--ablation-names", nargs="+", default=None, help="one name per --ablation folder")
+    parser.add_argument("--prompts", help="prompts: text file, one prompt per line")
+    parser.add_argument("--clip-model", help="prompts: CLIP folder or hub id (CLIPModel + CLIPProcessor)")
+    parser.add_argument("--reference-videos", help="prompts: folder of real videos for FID/FVD")
+    parser.add_argument("--fid-model", help="prompts: image model folder or hub id for FID features")
+    parser.add_argument("--video-feature-model", help="prompts: video model folder or hub id (e.g. VideoMAE) for FVD")
+    return parser
+
+
+def evaluate(args: argparse.Namespace) -> dict | None:
+    """Run the chosen suite; returns the JSON-ready result (None on non-main processes)."""
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if args.suite == "prompts":
+        result = run_prompts(args)
+        if result is not None:
+            print_prompts(result)
+        return None if result is None else _json_ready(result)
+
+    if args.samples < 1 or args.steps < 1:
+        raise EvaluationError("--samples and --steps must be at least 1.")
+    names = args.ablation_names or [Path(p).name for p in args.ablation]
+    if len(names) != len(args.ablation):
+        raise EvaluationError(f"--ablation-names gives {len(names)} names for {len(args.ablation)} --ablation "
+                              f"folders.")
+    pipe = load_pipeline(args.model, device)
+    common = {"steps": args.steps, "seed": args.seed, "guidance_scale": args.guidance_scale,
+              "motion_factor": args.motion_factor, "appearance_factor": args.appearance_factor}
+    result = run_shapes(pipe, args.samples, **common)
+    result = {"suite": "shapes", "model": args.model, "steps": args.steps, "seed": args.seed, **result}
+    print_shapes(result, args.model, args.steps)
+    if args.ablation:
+        rows = []
+        for name, path in zip(names, args.ablation):
+            if Path(path).resolve() == Path(args.model).resolve():  # same model, same videos: measured already
+                figures = summarise_standard(result["per_sample"])
+            else:
+                figures = run_standard(load_pipeline(path, device), args.samples, **common)
+            rows.append({"name": name, "model": path, **figures})
+        result["ablation"] = rows
+        print_ablation(rows)
+    if args.plots:
+        for path in write_plots(result, args.plots):
+            print(f"wrote {path}")
+    return _json_ready(result)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        result = evaluate(args)
+    except EvaluationError as error:
+        parser.error(str(error))
+    if result is not None and args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(result, indent=2, allow_nan=False))
+        print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,250 @@
+"""The evaluation: every measurement gets the known answer on rendered ground-truth clips, and both suites run end to
+end on tiny models (the shapes suite on the tiny pipeline, the prompts suite with tiny feature models built here)."""
+
+import json
+import math
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from transformers import (
+    BitImageProcessor,
+    CLIPConfig,
+    CLIPImageProcessor,
+    CLIPModel,
+    CLIPProcessor,
+    Dinov2Config,
+    Dinov2Model,
+    VideoMAEConfig,
+    VideoMAEImageProcessor,
+    VideoMAEModel,
+)
+
+from higen_core import evaluate
+from higen_core.shapes import SHAPE_COLOURS, Scene, SceneObject, render_video, sample_scene, write_mp4
+from higen_core.testing import tiny_pipeline, tiny_tokenizer
+
+SCENES = [sample_scene(seed) for seed in range(240)]
+
+
+def scene(motion, speed="quickly", colour="red", target=None, x=0.5, shape="square"):
+    return Scene(0, (SceneObject(shape, colour, x, 0.5, 0.25, target),), motion, speed, "grey")
+
+
+def test_direction_of_ground_truth_moves_is_always_right():
+    moving = [s for s in SCENES if s.motion in ("moves left", "moves right")]
+    assert len(moving) > 30
+    for s in moving:
+        dx = evaluate.x_displacement(render_video(s, 8, 64), SHAPE_COLOURS[s.colour])
+        assert (dx < 0) == (s.motion == "moves left"), s.caption
+        assert evaluate.presence(render_video(s, 8, 64), SHAPE_COLOURS[s.colour]) == 1.0
+    # A colour the clip does not show has no direction.
+    absent = next(c for c in SHAPE_COLOURS if c not in {o.colour for o in moving[0].objects})
+    assert math.isnan(evaluate.x_displacement(render_video(moving[0], 8, 64), SHAPE_COLOURS[absent]))
+
+
+def test_motion_measure_rises_with_speed():
+    # The same move sampled every k-th frame: k times the motion per frame.
+    clip = render_video(scene("moves right", x=0.25), 25, 64)
+    speeds = [1, 2, 3, 4, 6]
+    motion = [evaluate.frame_difference(clip[::k]) for k in speeds]
+    assert evaluate.spearman(speeds, motion) == pytest.approx(1.0)
+    assert evaluate.frame_difference(render_video(scene("stays still", None), 8, 64)) == 0.0
+
+
+def test_appearance_measure_sees_colour_not_position():
+    change = evaluate.appearance_change(render_video(scene("changes colour", "slowly", target="blue"), 8, 64))
+    move = evaluate.appearance_change(render_video(scene("moves right", x=0.3), 8, 64))
+    assert change > 0.03 and move < 1e-3
+    # Partial colour changes: the clip cut after 2, 4, 6, 8 of 8 frames.
+    clip = render_video(scene("changes colour", "slowly", target="blue"), 8, 64)
+    cuts = [evaluate.appearance_change(clip[:n]) for n in (2, 4, 6, 8)]
+    assert evaluate.spearman([2, 4, 6, 8], cuts) == pytest.approx(1.0)
+
+
+def test_ground_truth_clips_adhere_to_their_captions():
+    records = []
+    for s in SCENES[:120]:
+        clip = render_video(s, 8, 64)
+        records.append(evaluate.measure_standard(clip, clip[len(clip) // 2], s.caption))
+    summary = evaluate.summarise_standard(records)
+    assert summary["text_adherence"] == 1.0 and summary["temporal_consistency"] == 1.0
+    assert set(summary["text_motion_accuracy_by_motion"]) == {s.motion for s in SCENES[:120]}
+    # Prior fidelity is defined for every motion but colour changes, and holds on ground truth.
+    assert all(r["prior_ok"] is (None if r["motion"] == "changes colour" else True) for r in records)
+
+
+def test_mismatches_are_caught():
+    left = render_video(scene("moves left"), 8, 64)
+    record = evaluate.measure_standard(left, left[4], scene("moves right").caption)
+    assert record["colour_ok"] and not record["motion_ok"] and not record["adheres"]
+    record = evaluate.measure_standard(left, left[4], scene("moves left", colour="blue").caption)
+    assert not record["colour_ok"]
+    # A prior somewhere else: the video does not follow it.
+    elsewhere = render_video(scene("stays still", None, x=0.8), 1, 64)[0]
+    assert evaluate.measure_standard(left, elsewhere, scene("moves left").caption)["prior_ok"] is False
+
+
+def test_track_continuity_drops_for_vanishing_and_noisy_frames():
+    caption, clip = scene("moves right", x=0.3).caption, render_video(scene("moves right", x=0.3), 8, 64)
+    assert evaluate.track_continuity(clip, caption) == 1.0
+    vanished = clip.copy()
+    vanished[3] = vanished[0, 0, 0]  # background only
+    assert evaluate.track_continuity(vanished, caption) == pytest.approx(5 / 7)
+    noise = np.random.default_rng(0).integers(0, 256, clip.shape, dtype=np.uint8)
+    assert evaluate.track_continuity(noise, caption) == 0.0
+
+
+def test_frechet_distance_known_answers():
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(400, 3))
+    assert evaluate.frechet_distance(a, a) == pytest.approx(0.0, abs=1e-6)
+    shift = np.array([1.0, -2.0, 0.5])
+    assert evaluate.frechet_distance(a, a + shift) == pytest.approx(float(shift @ shift), rel=1e-6)
+    # Covariance only: N(0, I) against N(0, 4I) in 3-d is 3 * (1 + 4 - 2 * 2) = 3.
+    big = rng.normal(size=(20000, 3))
+    assert evaluate.frechet_distance(big, 2 * rng.normal(size=(20000, 3))) == pytest.approx(3.0, abs=0.15)
+    with pytest.raises(evaluate.EvaluationError):
+        evaluate.frechet_distance(a[:1], a)
+
+
+def test_undefined_figures_are_null_in_json():
+    assert math.isnan(evaluate.spearman([0, 1, 2], [1.0, 1.0, 1.0]))
+    assert evaluate._json_ready({"x": math.nan, "y": [np.float32(0.5)], "z": np.bool_(True)}) == {
+        "x": None, "y": [0.5], "z": True}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# End to end
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    folders = []
+    for seed in (0, 1):
+        folder = tmp_path_factory.mktemp(f"tiny-higen-{seed}")
+        tiny_pipeline(seed).save_pretrained(folder)
+        folders.append(folder)
+    return folders
+
+
+FIGURES = ("motion_factor_spearman", "appearance_factor_spearman", "direction_accuracy", "prior_fidelity",
+           "text_adherence")
+
+
+def test_shapes_suite_end_to_end(tiny_model, tmp_path, capsys):
+    main, other = tiny_model
+    out = tmp_path / "shapes.json"
+    argv = ["--suite", "shapes", "--model", str(main), "--samples", "2", "--steps", "1", "--device", "cpu",
+            "--json", str(out), "--ablation", str(other), str(main), "--ablation-names", "baseline", "both"]
+    try:
+        import matplotlib  # noqa: F401
+
+        argv += ["--plots", str(tmp_path / "plots")]
+    except ImportError:
+        pass
+    assert evaluate.main(argv) == 0
+    result = json.loads(out.read_text())
+    assert result["samples"] == 2 and isinstance(result["samples"], int)
+    for key in FIGURES:
+        assert result[key] is None or isinstance(result[key], float), key
+    assert result["counts"] == {"motion_videos": 8, "appearance_videos": 8, "direction_videos": 4,
+                                "standard_videos": 2, "prior_videos": result["counts"]["prior_videos"]}
+    assert [row["name"] for row in result["ablation"]] == ["baseline", "both"]
+    assert all(row["videos"] == 2 and "temporal_consistency" in row for row in result["ablation"])
+    printed = capsys.readouterr().out
+    assert "motion_factor_spearman" in printed and "(8 videos" in printed and "ablation" in printed
+    if "--plots" in argv:
+        assert (tmp_path / "plots" / "motion_vs_gamma_m.png").is_file()
+        assert (tmp_path / "plots" / "appearance_vs_gamma_a.png").is_file()
+
+
+@pytest.fixture(scope="module")
+def feature_models(tmp_path_factory):
+    """Tiny CLIP, image (DINOv2) and video (VideoMAE) models with their processors, saved like hub models."""
+    root = tmp_path_factory.mktemp("feature-models")
+    torch.manual_seed(0)
+    tokenizer = tiny_tokenizer()
+    clip = CLIPModel(CLIPConfig(
+        text_config={"vocab_size": len(tokenizer), "hidden_size": 32, "intermediate_size": 64,
+                     "num_hidden_layers": 1, "num_attention_heads": 2, "max_position_embeddings": 77,
+                     "bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id},
+        vision_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2,
+                       "image_size": 16, "patch_size": 8},
+        projection_dim=16))
+    size = {"shortest_edge": 16}
+    crop = {"height": 16, "width": 16}
+    clip.save_pretrained(root / "clip")
+    CLIPProcessor(image_processor=CLIPImageProcessor(size=size, crop_size=crop),
+                  tokenizer=tokenizer).save_pretrained(root / "clip")
+    Dinov2Model(Dinov2Config(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, mlp_ratio=2, image_size=16,
+                             patch_size=8)).save_pretrained(root / "image")
+    BitImageProcessor(size=size, crop_size=crop).save_pretrained(root / "image")
+    VideoMAEModel(VideoMAEConfig(image_size=16, patch_size=8, num_frames=4, tubelet_size=2, hidden_size=32,
+                                 num_hidden_layers=1, num_attention_heads=2, intermediate_size=64)).save_pretrained(
+        root / "video")
+    VideoMAEImageProcessor(size=size, crop_size=crop).save_pretrained(root / "video")
+    references = root / "references"
+    references.mkdir()
+    for i in range(2):
+        write_mp4(references / f"{i}.mp4", render_video(SCENES[i], 8, 16))
+    return root
+
+
+def test_prompts_suite_end_to_end(tiny_model, feature_models, tmp_path, capsys):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a red circle moves left\n\na blue square grows\n")
+    out = tmp_path / "prompts.json"
+    assert evaluate.main([
+        "--suite", "prompts", "--model", str(tiny_model[0]), "--prompts", str(prompts), "--steps", "1",
+        "--clip-model", str(feature_models / "clip"), "--reference-videos", str(feature_models / "references"),
+        "--fid-model", str(feature_models / "image"), "--video-feature-model", str(feature_models / "video"),
+        "--json", str(out), "--device", "cpu",
+    ]) == 0
+    result = json.loads(out.read_text())
+    assert result["samples"] == 2 and result["reference_videos"] == 2
+    assert [p["prompt"] for p in result["per_prompt"]] == ["a red circle moves left", "a blue square grows"]
+    assert -1.0 <= result["clipsim"] <= 1.0 and -1.0 <= result["temporal_consistency"] <= 1.0
+    assert result["fid"] >= 0.0 and result["fvd"] >= 0.0
+    assert "clipsim" in capsys.readouterr().out
+
+
+def test_prompts_split_across_processes_give_the_same_figures(tiny_model, feature_models, tmp_path):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a red circle moves left\na blue square grows\na green star spins quickly\n")
+    common = ["--suite", "prompts", "--model", str(tiny_model[0]), "--prompts", str(prompts), "--steps", "1",
+              "--device", "cpu", "--clip-model", str(feature_models / "clip"),
+              "--reference-videos", str(feature_models / "references"), "--fid-model", str(feature_models / "image"),
+              "--video-feature-model", str(feature_models / "video")]
+    evaluate.main(common + ["--json", str(tmp_path / "one.json")])
+    # Two CPU processes (torchrun; accelerate launch does the same on GPUs): each generates a share of the prompts.
+    env = {**os.environ, "PYTHONPATH": str(evaluate.Path(evaluate.__file__).parents[1]), "OMP_NUM_THREADS": "1"}
+    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                          "-m", "higen_core.evaluate", *common, "--json", str(tmp_path / "two.json")],
+                         check=False, env=env, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "process 1: video 3/3" in run.stderr
+    one, two = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("one", "two"))
+    for key in ("samples", "clipsim", "temporal_consistency", "fid", "fvd"):
+        assert two[key] == pytest.approx(one[key], rel=1e-4, abs=1e-5), key
+
+
+def test_feature_model_errors_name_their_flag(tiny_model, feature_models, tmp_path, capsys):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a red circle\n")
+    common = ["--suite", "prompts", "--model", str(tiny_model[0]), "--prompts", str(prompts), "--steps", "1"]
+    with pytest.raises(SystemExit):
+        evaluate.main(common + ["--clip-model", str(tmp_path / "missing")])
+    assert "--clip-model" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        evaluate.main(common + ["--clip-model", str(feature_models / "clip"),
+                                "--reference-videos", str(feature_models / "references")])
+    assert "--fid-model is required" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        evaluate.main(common + ["--clip-model", str(feature_models / "clip"), "--reference-videos",
+                                str(feature_models / "references"), "--fid-model", str(feature_models / "image"),
+                                "--video-feature-model", str(feature_models / "references")])
+    assert "--video-feature-model" in capsys.readouterr().err

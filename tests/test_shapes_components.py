@@ -1,0 +1,96 @@
+"""The shapes world's frozen components: a folder layout that diffusers, transformers and the trainer load, small
+files, one token per caption word, a text encoder and an appearance model that tell captions and frames apart."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from diffusers import AutoencoderKL
+from transformers import AutoImageProcessor, AutoModel, AutoTokenizer, CLIPTextModel
+
+from higen_core import shapes_components as components
+from higen_core.shapes import render_video, sample_scene, vocabulary
+from higen_core.testing import tiny_tokenizer
+from higen_core.training.models import AppearanceEncoder
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    out = tmp_path_factory.mktemp("shapes-components")
+    report = components.build_components(out, steps=3, batch_size=4, measure=8)
+    return out, report
+
+
+def test_folders_load_with_from_pretrained(built):
+    out, report = built
+    vae = AutoencoderKL.from_pretrained(out / "vae")
+    assert len(vae.config.block_out_channels) == 3 and vae.config.latent_channels == 4
+    assert vae.config.scaling_factor == pytest.approx(report["vae"]["scaling_factor"])
+    frame = components.to_pixels(render_video(sample_scene(0), 1, 64))
+    with torch.no_grad():
+        assert vae.encode(frame).latent_dist.mode().shape == (1, 4, 16, 16)
+
+    tokenizer = AutoTokenizer.from_pretrained(out / "tokenizer")
+    text_encoder = CLIPTextModel.from_pretrained(out / "text_encoder")
+    assert text_encoder.config.hidden_size == 64 and text_encoder.config.vocab_size == len(tokenizer)
+    ids = tokenizer(["a red circle moves left quickly on a black background"], padding="max_length",
+                    max_length=tokenizer.model_max_length, return_tensors="pt").input_ids
+    with torch.no_grad():
+        assert text_encoder(ids)[0].shape == (1, 77, 64)
+
+    # The trainer's loader: AutoModel + AutoImageProcessor, features per frame.
+    assert AutoModel.from_pretrained(out / "appearance").config.model_type == "dinov2"
+    assert AutoImageProcessor.from_pretrained(out / "appearance").size["height"] == components.APPEARANCE_SIZE
+    encoder = AppearanceEncoder.load(str(out / "appearance"))
+    assert encoder.size == (components.APPEARANCE_SIZE,) * 2
+    assert encoder(frame.repeat(2, 1, 1, 1)).shape == (2, 64)
+
+
+def test_files_are_small_and_the_report_is_written(built):
+    out, report = built
+    assert json.loads((out / "report.json").read_text())["megabytes"] == report["megabytes"]
+    assert report["megabytes"]["total"] < 8.0
+    assert (out / "reconstructions.png").is_file()
+    assert np.isfinite(report["vae"]["reconstruction"]["mse"]) and report["vae"]["scaling_factor"] > 0
+    assert set(report["motion_factors"]) >= {"p5", "p50", "p95"}
+
+
+def test_every_caption_word_is_one_token():
+    tokenizer = components.build_tokenizer()
+    assert all(len(tokenizer.tokenize(word)) == 1 for word in vocabulary())
+    # Words whose pairs an earlier word already merges ("qu" of "quickly") stay whole too.
+    assert tiny_tokenizer(vocabulary()).tokenize("square") == ["square</w>"]
+    # Anything else still tokenizes, byte by byte.
+    assert tokenizer.tokenize("a corgi")[0] == "a</w>" and len(tokenizer.tokenize("a corgi")) > 2
+
+
+def test_one_word_changes_give_clearly_different_text_states():
+    tokenizer = components.build_tokenizer()
+    report = components.check_text_encoder(tokenizer, components.build_text_encoder(tokenizer))
+    assert set(report) == {"colour", "shape", "motion", "speed", "background"}
+    for figures in report.values():
+        assert figures["word_cosine"] < 0.8 and figures["states_cosine"] < 0.99
+    assert np.mean([figures["word_cosine"] for figures in report.values()]) < 0.6
+
+
+def test_appearance_similarity_falls_as_a_shape_changes_colour_or_moves():
+    model, _ = components.build_appearance_model()
+    report = components.check_appearance(model, count=4)
+    colour = report["similarity_to_first_frame"]["changes colour"]
+    move = report["similarity_to_first_frame"]["moves right"]
+    assert colour[0] == pytest.approx(1.0) and move[0] == pytest.approx(1.0)
+    assert np.all(np.diff(colour) <= 1e-3) and colour[-1] < 0.8
+    # A move lowers the similarity at once; past the first frames the shape no longer overlaps its start, and a random
+    # model's features do not measure how far it went.
+    assert max(move[1:]) < 0.95 and np.mean(move[1:]) < 0.9
+    assert report["first_to_last_by_motion"].get("stays still", 1.0) == pytest.approx(1.0)
+
+
+def test_vae_training_is_deterministic():
+    weights = []
+    for _ in range(2):
+        vae = components.build_vae(seed=1)
+        components.train_vae(vae, steps=2, seed=1, batch_size=2, log_every=10)
+        weights.append(torch.cat([p.detach().flatten() for p in vae.parameters()]))
+    torch.testing.assert_close(weights[0], weights[1], rtol=0, atol=0)
