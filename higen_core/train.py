@@ -249,7 +249,8 @@ def model_inputs(batch: dict, components: Components, config: TrainConfig, width
     # Caption dropout trains the unconditional prediction that classifier-free guidance needs.
     keep = torch.rand(len(batch["captions"])) >= config.text_dropout
     captions = [caption if k else "" for caption, k in zip(batch["captions"], keep.tolist())]
-    return latents, higen_conditions(latents, rows, width), encode_text(components, captions, device)
+    conditions = higen_conditions(latents, rows, width, prior=config.structure_decoupling)
+    return latents, conditions, encode_text(components, captions, device)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -378,7 +379,14 @@ def train(config: TrainConfig) -> int:
     width = unet.config.appearance_width
     non_spatial = [p for n, p in unet.named_parameters() if unet.parameter_kind(n) != "spatial"]
     grad_factors = scale_gradients_by_kind(unet)
-    optimizer = torch.optim.AdamW(unet.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay,
+    # The ablation's switches: a decoupling that is off leaves its zero-initialised inputs at zero, so the trained
+    # model ignores the prior (structure) or the motion and appearance factors (content) whatever it is given.
+    frozen_additions = ([unet.prior_conv_in] if not config.structure_decoupling else []) + (
+        [unet.motion_embedding, unet.appearance_embedding] if not config.content_decoupling else [])
+    for module in frozen_additions:
+        module.requires_grad_(False)
+    trained = [p for p in unet.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trained, lr=config.learning_rate, weight_decay=config.weight_decay,
                                   betas=(config.adam_beta1, config.adam_beta2), eps=config.adam_epsilon)
     lr_scheduler = get_scheduler(config.lr_scheduler, optimizer, num_warmup_steps=config.lr_warmup_steps,
                                  num_training_steps=config.max_train_steps)
@@ -453,8 +461,8 @@ def train(config: TrainConfig) -> int:
         while step < config.max_train_steps:
             kind = my_kind or step_kind(step, config.image_fraction)
             # Image batches train only the spatial (text-to-image) parameters; their gradients are scaled.
-            grad_factors.update(spatial=config.spatial_grad_scale, temporal=float(kind == "video"),
-                                higen=float(kind == "video"))
+            trains_all = kind == "video" or not config.structure_decoupling
+            grad_factors.update(spatial=config.spatial_grad_scale, temporal=float(trains_all), higen=float(trains_all))
             losses, nonfinite, samples = [], False, 0
             for _ in range(config.gradient_accumulation_steps):
                 batch = streams[kind].next()
@@ -484,7 +492,7 @@ def train(config: TrainConfig) -> int:
                         f"of step {step}; lower learning_rate, use mixed_precision bf16, or check the data.")
             elif accelerator.sync_gradients:
                 consecutive_nonfinite = 0
-                if world == 1 and kind == "image":
+                if world == 1 and kind == "image" and config.structure_decoupling:
                     for param in non_spatial:  # no gradient at all: AdamW leaves them and their moments alone
                         param.grad = None
                 if config.max_grad_norm > 0:

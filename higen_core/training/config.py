@@ -98,6 +98,14 @@ class TrainConfig:
     offset_noise: float = _field(
         0.1, "Strength of the offset noise added per sample, channel and frame (the official value; the pipeline "
         "starts sampling from the same).", "objective")
+    structure_decoupling: bool = _field(
+        True, "HiGen's structure-level decoupling: video steps take the middle frame as spatial prior and image steps "
+        "train only the spatial layers. false (the paper's ablation baseline): no prior (the prior stem stays at "
+        "zero) and image steps train every layer.", "objective")
+    content_decoupling: bool = _field(
+        True, "HiGen's content-level decoupling: video steps are guided by the measured motion factors and appearance "
+        "matrix. false (the ablation): the motion and appearance MLPs stay at zero, so the factors have no effect.",
+        "objective")
     spatial_grad_scale: float = _field(
         0.2, "Factor on the gradients of the spatial parameters (the text-to-image model's layers), which keeps "
         "them close to the image model they came from.", "objective")

@@ -310,3 +310,19 @@ def test_starts_from_a_config_file(tmp_path):
     assert tuple(unet.config.block_out_channels) == tiny_unet_config()["block_out_channels"]
     # A new model: HiGen's additions and the temporal layers' outputs start at zero.
     assert not unet.motion_embedding.linear_2.weight.any() and not unet.prior_conv_in.weight.any()
+
+
+def test_ablation_switches_keep_the_switched_off_inputs_at_zero(tmp_path):
+    # init_from "tiny" randomises the zero-initialised layers; a config file starts them at zero, as a real run does.
+    from higen_core.testing import tiny_unet_config
+
+    config_file = tmp_path / "unet.json"
+    config_file.write_text(json.dumps({"_class_name": "HiGenUNet3DModel", **tiny_unet_config()}))
+    out = tmp_path / "run"
+    argv = run_args(out, generate_shapes_dataset="{videos: 4, images: 4, size: 16}", init_from=str(config_file),
+                    structure_decoupling="false", content_decoupling="false")
+    assert main(argv) == 0
+    unet = HiGenPipeline.from_pretrained(out / "final").unet
+    for module in (unet.prior_conv_in, unet.motion_embedding.linear_2, unet.appearance_embedding.linear_2):
+        assert all(not p.any() for p in module.parameters())
+    assert unet.time_embedding.linear_2.weight.any() and unet.down_blocks[0].temp_convs[0].conv4[-1].weight.any()
