@@ -73,6 +73,14 @@ class HiGenPipelineOutput(HiGenVideoOutput):
     prior_latents: torch.Tensor | None = None
 
 
+def text_states(tokenizer, text_encoder, prompts: list[str]) -> torch.Tensor:
+    """(N, L, D) last hidden states of the text encoder for `prompts`, padded to the tokenizer's length. Training
+    calls this too, so that the model is trained on exactly the text states it is sampled with."""
+    ids = tokenizer(prompts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
+                    return_tensors="pt").input_ids
+    return text_encoder(ids.to(text_encoder.device))[0]
+
+
 def _as_list(value, name: str) -> list:
     if isinstance(value, (list, tuple)):
         return list(value)
@@ -125,10 +133,8 @@ class HiGenPipeline(DiffusionPipeline):
             raise ValueError("This pipeline has no text encoder/tokenizer: pass `prompt_embeds` instead of prompts.")
         missing = [p for p in dict.fromkeys(prompts) if p not in self._text_cache]
         if missing:
-            ids = self.tokenizer(missing, padding="max_length", max_length=self.tokenizer.model_max_length,
-                                 truncation=True, return_tensors="pt").input_ids
             with torch.no_grad():
-                states = self.text_encoder(ids.to(self.text_encoder.device))[0]
+                states = text_states(self.tokenizer, self.text_encoder, missing)
             for prompt, state in zip(missing, states):
                 self._text_cache[prompt] = state
         for prompt in prompts:

@@ -21,6 +21,7 @@ from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
 from ..conditioning import appearance_matrix_from_features, motion_factors_from_latents
+from ..pipeline_higen import text_states
 from .data import collate_skipping
 from .models import Components
 
@@ -30,9 +31,7 @@ CACHE_MARKER = "complete"
 @torch.no_grad()
 def encode_text(components: Components, captions: list[str], device: torch.device) -> torch.Tensor:
     """(B, L, D) last hidden states of the frozen text encoder, as the pipeline computes them."""
-    ids = components.tokenizer(captions, padding="max_length", max_length=components.tokenizer.model_max_length,
-                               truncation=True, return_tensors="pt").input_ids
-    return components.text_encoder(ids.to(device))[0]
+    return text_states(components.tokenizer, components.text_encoder, captions).to(device)
 
 
 @torch.no_grad()
