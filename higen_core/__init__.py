@@ -8,10 +8,11 @@ from .pipeline_higen import (
     HiGenPriorOutput,
     HiGenVideoOutput,
     default_scheduler,
+    dpm_scheduler,
 )
 
 __all__ = [
     "HiGenPipeline", "HiGenPipelineOutput", "HiGenPriorOutput", "HiGenUNet3DModel", "HiGenUNet3DOutput",
     "HiGenVideoOutput", "appearance_matrix", "appearance_matrix_from_features", "default_scheduler",
-    "motion_factors_from_latents",
+    "dpm_scheduler", "motion_factors_from_latents",
 ]

@@ -3,7 +3,7 @@
 
     python -m higen_core.benchmark                    # released size, on a GPU
     python -m higen_core.benchmark --size tiny        # tiny components on a CPU in under a minute: correctness
-    python -m higen_core.benchmark --compile --offload none model sequential --preset dpm --json figures.json
+    python -m higen_core.benchmark --compile --offload none model sequential --preset dpm deepcache --json out.json
 
 Workload: the released network (1.48B parameters) and SD 2.1's VAE, random weights built in code (any weights cost
 the same), random (1, 77, 1024) text states; spatial reasoning (1 frame), then temporal reasoning (32 frames at
@@ -17,7 +17,10 @@ the same), random (1, 77, 1024) text states; spatial reasoning (1 frame), then t
              largest chunk memory allows, on CUDA the launch-bound prior stage as a CUDA graph; --compile: one full,
              static graph per stage, recompiles are errors. --offload reruns it with model or sequential CPU offload.
   diffusers  diffusers' UNet3DConditionModel at ModelScope's configuration, per denoising step, timed the same way.
-  --preset dpm  changes the result: DPM-Solver++ at half the steps, same betas and prediction type.
+  --preset      fast presets that change the result, run on the default mode's setup and compared with it:
+                dpm: DPM-Solver++ (2M, `dpm_scheduler`) at half the steps, same betas and prediction type;
+                deepcache: feature caching, the whole UNet every FEATURE_CACHE_INTERVAL steps of the video stage
+                and only its outermost level in between (`feature_cache_interval`).
 
 Seconds: medians of --runs runs after --warmup; peak memory: torch.cuda.max_memory_allocated; FLOPs: FlopCounterMode
 (matmuls, convolutions, attention) on the meta device; MFU: FLOPs / seconds / the GPU's dense bf16/fp16 peak.
@@ -42,14 +45,14 @@ from typing import Any
 
 import diffusers
 import torch
-from diffusers import AutoencoderKL, DPMSolverMultistepScheduler, UNet3DConditionModel
+from diffusers import AutoencoderKL, UNet3DConditionModel
 from diffusers.models.autoencoders.vae import DecoderOutput
 from diffusers.utils.torch_utils import randn_tensor
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from .conditioning import appearance_matrix
-from .pipeline_higen import HiGenPipeline, default_scheduler
+from .pipeline_higen import HiGenPipeline, default_scheduler, dpm_scheduler
 from .testing import tiny_unet, tiny_vae
 from .unet_higen import HiGenUNet3DModel, HiGenUNet3DOutput
 
@@ -67,6 +70,9 @@ PEAK_TFLOPS = ((r"H100.*PCIe", 756.0), (r"\bH100\b(?!.*NVL)", 989.0), (r"\bH200\
                (r"\bL4\b", 121.0), (r"RTX 4090", 165.0))
 SIZE_DEFAULTS = {"full": dict(frames=32, steps=50, runs=3), "tiny": dict(frames=4, steps=4, runs=2)}
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
+# The deepcache preset's interval: the whole network on every third step (DeepCache's N=3, its near-lossless setting).
+FEATURE_CACHE_INTERVAL = 3
+PRESETS = ("dpm", "deepcache")
 
 
 # Components
@@ -325,7 +331,10 @@ class CudaGraphForward:
         self.static_inputs: dict[str, torch.Tensor] = {}
 
     def __call__(self, sample: torch.Tensor, timestep: torch.Tensor, encoder_hidden_states: torch.Tensor,
+                 deep_features: torch.Tensor | None = None, return_deep_features: bool = False,
                  return_dict: bool = True, **conditions: torch.Tensor) -> HiGenUNet3DOutput | tuple:
+        if deep_features is not None or return_deep_features:
+            raise ValueError("The prior stage's CUDA graph runs the whole network: feature caching needs eager calls.")
         inputs = {"sample": sample, "timestep": torch.as_tensor(timestep, device=sample.device),
                   "encoder_hidden_states": encoder_hidden_states, **conditions}
         if self.graph is None:
@@ -432,7 +441,8 @@ def prepare_default(pipe: HiGenPipeline, inputs: Inputs, offload: str, compile_g
     return DefaultSetup(forwards, largest_decode_chunk(pipe, frames, device), layouts)
 
 
-def default_stages(pipe: HiGenPipeline, inputs: Inputs, steps: int, setup: DefaultSetup) -> list[Stage]:
+def default_stages(pipe: HiGenPipeline, inputs: Inputs, steps: int, setup: DefaultSetup,
+                   feature_cache_interval: int = 1) -> list[Stage]:
     text = dict(prompt_embeds=inputs.cond, negative_prompt_embeds=inputs.uncond, num_inference_steps=steps,
                 guidance_scale=GUIDANCE_SCALE, output_type="latent")
 
@@ -444,7 +454,8 @@ def default_stages(pipe: HiGenPipeline, inputs: Inputs, steps: int, setup: Defau
         with routed(pipe.unet, "forward", setup.forwards.get("video")):
             return pipe.animate(prior_latents, motion_factor=inputs.motion_factor,
                                 appearance_factor=APPEARANCE_FACTOR, num_frames=inputs.video_noise.shape[2],
-                                latents=inputs.video_noise, **text).latents
+                                latents=inputs.video_noise, feature_cache_interval=feature_cache_interval,
+                                **text).latents
 
     def decode(video_latents):
         with routed(pipe.vae, "decode", setup.forwards.get("decode")):
@@ -557,7 +568,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--compile", action="store_true", help="default mode: one full, static graph per stage")
     parser.add_argument("--offload", nargs="+", choices=("none", "model", "sequential"), default=["none"],
                         help="memory modes for the default mode; the first is the one compared")
-    parser.add_argument("--preset", nargs="+", choices=("dpm",), default=[], help="fast presets that change results")
+    parser.add_argument("--preset", nargs="+", choices=PRESETS, default=[], help="fast presets that change results")
     parser.add_argument("--json", metavar="FILE", help="write every figure to FILE")
     parser.add_argument("--force", action="store_true", help="run the full size on a CPU anyway")
     args = parser.parse_args(argv)
@@ -577,13 +588,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def run_preset(pipe: HiGenPipeline, inputs: Inputs, args: argparse.Namespace, setup: DefaultSetup,
+def run_preset(name: str, pipe: HiGenPipeline, inputs: Inputs, args: argparse.Namespace, setup: DefaultSetup,
                default: tuple[dict, dict], flops: dict[str, int], peak: float | None) -> dict:
-    """dpm: the default mode with DPM-Solver++ (2M) on the same betas and prediction type at half the steps (it
-    matches DDIM-50 in about 20-25). It changes the result; the difference is reported."""
-    steps = max(1, round(args.steps / 2))
-    dpm = _pipeline(pipe.unet, pipe.vae, DPMSolverMultistepScheduler.from_config(pipe.scheduler.config))
-    outputs, stats = measure(default_stages(dpm, inputs, steps, setup), inputs.cond.device, args.warmup, args.runs)
+    """One fast preset on the default mode's weights and setup; it changes the result, and the difference is reported.
+    dpm: DPM-Solver++ (2M) at half the steps (it matches DDIM-50 in about 20-25). deepcache: the same steps, the video
+    stage's UNet whole every FEATURE_CACHE_INTERVAL steps (its MFU counts whole-network FLOPs: a lower bound)."""
+    if name == "dpm":
+        steps = max(1, round(args.steps / 2))
+        stages = default_stages(_pipeline(pipe.unet, pipe.vae, dpm_scheduler()), inputs, steps, setup)
+    else:
+        steps, forwards = args.steps, dict(setup.forwards)
+        if args.compile:  # whole and cached calls are two graphs; one compiled function each avoids a recompile
+            whole = compiled_stage(pipe.unet, "forward", "video_whole", "default")
+            cached = compiled_stage(pipe.unet, "forward", "video_cached", "default")
+            forwards["video"] = lambda *a, **k: (cached if k.get("deep_features") is not None else whole)(*a, **k)
+        stages = default_stages(pipe, inputs, steps, DefaultSetup(forwards, setup.decode_chunk, setup.channels_last),
+                                feature_cache_interval=FEATURE_CACHE_INTERVAL)
+    outputs, stats = measure(stages, inputs.cond.device, args.warmup, args.runs)
     return {"steps": steps, "stages": add_mfu(stats, stage_work(flops, steps, args.frames), peak),
             "speedup_over_default": default[1]["total"]["seconds"] / stats["total"]["seconds"],
             "max_abs_diff": (outputs["video"] - default[0]["video"]).abs().max().item()}
@@ -638,7 +659,6 @@ def run(args: argparse.Namespace) -> dict:
                     f"last weights where probed faster: {layouts or 'not probed'}; the VAE decodes "
                     f"{setup.decode_chunk} frame(s) per call; prior stage as a CUDA graph: "
                     f"{device.type == 'cuda' and offload == 'none'}.",
-                    "The deepcache preset (feature caching) is not implemented.",
                 ]
                 if device.type == "cpu":
                     result["notes"].append(
@@ -646,7 +666,8 @@ def run(args: argparse.Namespace) -> dict:
                         f"(CPU float16 autocast is slow or unsupported); the times describe a correctness run.")
                 for name in args.preset:
                     print(f"preset {name} ...", flush=True)
-                    result["presets"][name] = run_preset(pipe, inputs, args, setup, (outputs, stats), flops, peak)
+                    result["presets"][name] = run_preset(name, pipe, inputs, args, setup, (outputs, stats), flops,
+                                                         peak)
             del pipe, setup, outputs  # before the next memory mode builds its own copies
             if device.type == "cuda":
                 torch.cuda.empty_cache()
@@ -668,8 +689,11 @@ def run(args: argparse.Namespace) -> dict:
     graphs = torch._dynamo.utils.counters["stats"]["unique_graphs"] - graphs_before
     result["compile"] = {"enabled": args.compile, "graphs": graphs, "error_on_recompile": args.compile}
     if args.compile:
-        result["notes"].append(f"torch.compile: {graphs} graphs for 4 stages (prior, video, decode, diffusers step), "
-                               f"full graph, static shapes, error_on_recompile=True: no stage recompiled.")
+        # DPM reuses the default's graphs; deepcache adds two (whole steps that keep their deep features, cached steps)
+        stages = ["prior", "video", "decode", "diffusers step"] + (
+            ["deepcache whole step", "deepcache cached step"] if "deepcache" in args.preset else [])
+        result["notes"].append(f"torch.compile: {graphs} graphs for {len(stages)} stages ({', '.join(stages)}), full "
+                               f"graph, static shapes, error_on_recompile=True: no stage recompiled.")
     return result
 
 

@@ -61,7 +61,7 @@ import scipy.linalg
 import scipy.stats
 import torch
 
-from .pipeline_higen import HiGenPipeline
+from .pipeline_higen import HiGenPipeline, dpm_scheduler
 from .shapes import (
     BACKGROUNDS,
     COLOURS,
@@ -230,20 +230,20 @@ def motion_factor_levels(pipe: HiGenPipeline) -> list[float]:
 
 
 def generate_sample(pipe: HiGenPipeline, scene, requests: list[tuple[str, float, float]], steps: int,
-                    guidance_scale: float) -> tuple[np.ndarray, np.ndarray]:
+                    guidance_scale: float, feature_cache_interval: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """The prior image (H, W, 3) of the scene's image caption and one video per (caption, γm, γa) request, all from
     the same starting noise, in one batched call: (N, F, H, W, 3)."""
     # One generator per sample, from its scene seed: a sample's videos do not depend on --samples.
     generator = torch.Generator(pipe._execution_device).manual_seed(scene.seed)
     prior = pipe.generate_prior(scene.image_caption, num_inference_steps=steps, guidance_scale=guidance_scale,
-                                generator=generator, output_type="np")
+                                generator=generator, output_type="np", feature_cache_interval=feature_cache_interval)
     shape = (1, pipe.unet.config.in_channels, pipe.unet.config.num_frames, *prior.latents.shape[2:])
     noise = pipe.prepare_latents(shape, generator, offset_noise=True, device=pipe._execution_device)
     prompts, motion, appearance = (list(column) for column in zip(*requests))
     video = pipe.animate(prior.latents, prompts, motion_factor=motion, appearance_factor=appearance,
                          latents=noise.expand(len(requests), -1, -1, -1, -1).contiguous(),
                          num_inference_steps=steps, guidance_scale=guidance_scale, generator=generator,
-                         output_type="np")
+                         output_type="np", feature_cache_interval=feature_cache_interval)
     return prior.images[0], video.frames
 
 
@@ -288,7 +288,8 @@ def _log(message: str) -> None:
 
 
 def run_shapes(pipe: HiGenPipeline, samples: int, steps: int, seed: int, guidance_scale: float,
-               motion_factor: float | None = None, appearance_factor: float = 1.0) -> dict:
+               motion_factor: float | None = None, appearance_factor: float = 1.0,
+               feature_cache_interval: int = 1) -> dict:
     """The shapes suite on one model: every figure, its counts and the per-sample measurements."""
     levels, standard_motion = motion_factor_levels(pipe), default_motion_factor(pipe, motion_factor)
     motion_pairs, appearance_pairs, directions, colour_kept, standard, per_sample = [], [], [], [], [], []
@@ -299,7 +300,7 @@ def run_shapes(pipe: HiGenPipeline, samples: int, steps: int, seed: int, guidanc
                     + [(scene.caption, standard_motion, g) for g in APPEARANCE_FACTORS]
                     + [(left, standard_motion, appearance_factor), (right, standard_motion, appearance_factor),
                        (scene.caption, standard_motion, appearance_factor)])
-        prior_image, videos = generate_sample(pipe, scene, requests, steps, guidance_scale)
+        prior_image, videos = generate_sample(pipe, scene, requests, steps, guidance_scale, feature_cache_interval)
         n = len(levels)
         by_motion, by_appearance = videos[:n], videos[n:n + len(APPEARANCE_FACTORS)]
         moving_left, moving_right, standard_video = videos[-3:]
@@ -341,12 +342,12 @@ def _by_factor(pairs: list[tuple[float, float]]) -> dict[str, dict]:
 
 
 def run_standard(pipe: HiGenPipeline, samples: int, steps: int, seed: int, guidance_scale: float,
-                 motion_factor: float | None, appearance_factor: float) -> dict:
+                 motion_factor: float | None, appearance_factor: float, feature_cache_interval: int = 1) -> dict:
     """Only the standard videos (the ablation's measurements)."""
     records, motion_factor = [], default_motion_factor(pipe, motion_factor)
     for scene in eval_scenes(seed, samples):
         request = (scene.caption, motion_factor, appearance_factor)
-        prior_image, videos = generate_sample(pipe, scene, [request], steps, guidance_scale)
+        prior_image, videos = generate_sample(pipe, scene, [request], steps, guidance_scale, feature_cache_interval)
         records.append(measure_standard(videos[0], prior_image, scene.caption))
     return summarise_standard(records)
 
@@ -355,8 +356,10 @@ def print_shapes(result: dict, model: str, steps: int) -> None:
     c, n = result["counts"], result["samples"]
     low, high = result["motion_factors"][0], result["motion_factors"][-1]
     s = result["standard_factors"]
-    print(f"shapes suite: {model}, {n} samples, {steps} steps; standard videos at motion factor "
-          f"{s['motion_factor']:g}, appearance factor {s['appearance_factor']:g}")
+    preset = f", feature cache every {result['feature_cache_interval']} steps" if result["feature_cache_interval"] > 1 \
+        else ""
+    print(f"shapes suite: {model}, {n} samples, {steps} {result['scheduler']} steps{preset}; standard videos at motion "
+          f"factor {s['motion_factor']:g}, appearance factor {s['appearance_factor']:g}")
     factors = ", ".join(map(str, APPEARANCE_FACTORS))
     rows = [
         ("motion_factor_spearman",
@@ -539,7 +542,7 @@ def run_prompts(args: argparse.Namespace) -> dict | None:
         raise EvaluationError(f"--prompts {args.prompts!r} holds no prompts.")
     references = _reference_files(args.reference_videos) if args.reference_videos else []
     features = FeatureModels(args.clip_model, args.fid_model, args.video_feature_model, device, bool(references))
-    pipe = load_pipeline(args.model, device)
+    pipe = load_pipeline(args.model, device, args.scheduler)
     motion_factor = default_motion_factor(pipe, args.motion_factor)
 
     mine = []
@@ -549,7 +552,7 @@ def run_prompts(args: argparse.Namespace) -> dict | None:
             generator = torch.Generator(pipe._execution_device).manual_seed(args.seed + index)
             video = pipe(prompt, motion_factor=motion_factor, appearance_factor=args.appearance_factor,
                          num_inference_steps=args.steps, guidance_scale=args.guidance_scale, generator=generator,
-                         output_type="np").frames[0]
+                         output_type="np", feature_cache_interval=args.feature_cache_interval).frames[0]
             record = {"index": index, "prompt": prompt, **features.clip_scores(video, prompt)}
             if references:
                 record["frame_features"] = features.frame_features(video)
@@ -593,7 +596,7 @@ def print_prompts(result: dict) -> None:
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def load_pipeline(path: str, device: str | torch.device) -> HiGenPipeline:
+def load_pipeline(path: str, device: str | torch.device, scheduler: str = "ddim") -> HiGenPipeline:
     try:
         pipe = HiGenPipeline.from_pretrained(path)
     except Exception as error:  # a missing folder, a folder of something else
@@ -602,6 +605,8 @@ def load_pipeline(path: str, device: str | torch.device) -> HiGenPipeline:
     if pipe.vae is None or pipe.tokenizer is None or pipe.text_encoder is None:
         raise EvaluationError(f"--model {path!r} needs a vae, a tokenizer and a text encoder to evaluate.")
     pipe.set_progress_bar_config(disable=True)
+    if scheduler == "dpm":
+        pipe.scheduler = dpm_scheduler()
     return pipe.to(device)
 
 
@@ -627,6 +632,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--motion-factor", type=float, default=None,
                         help="γm of the standard videos (default: the middle of the model's motion_factor_range)")
     parser.add_argument("--appearance-factor", type=float, default=1.0, help="γa of the standard videos")
+    parser.add_argument("--scheduler", choices=("ddim", "dpm"), default="ddim",
+                        help="ddim: the official sampler; dpm: the fast preset (DPM-Solver++, fewer --steps)")
+    parser.add_argument("--feature-cache-interval", type=int, default=1, metavar="N",
+                        help="the feature-caching preset: the whole UNet every N steps (1: off, exact)")
     parser.add_argument("--device", default=None, help="default: cuda if available, else cpu")
     parser.add_argument("--json", help="write the figures to this JSON file")
     parser.add_argument("--plots", help="shapes: write motion_vs_gamma_m.png and appearance_vs_gamma_a.png here")
@@ -650,17 +659,19 @@ def evaluate(args: argparse.Namespace) -> dict | None:
             print_prompts(result)
         return None if result is None else _json_ready(result)
 
-    if args.samples < 1 or args.steps < 1:
-        raise EvaluationError("--samples and --steps must be at least 1.")
+    if args.samples < 1 or args.steps < 1 or args.feature_cache_interval < 1:
+        raise EvaluationError("--samples, --steps and --feature-cache-interval must be at least 1.")
     names = args.ablation_names or [Path(p).name for p in args.ablation]
     if len(names) != len(args.ablation):
         raise EvaluationError(f"--ablation-names gives {len(names)} names for {len(args.ablation)} --ablation "
                               f"folders.")
-    pipe = load_pipeline(args.model, device)
+    pipe = load_pipeline(args.model, device, args.scheduler)
     common = {"steps": args.steps, "seed": args.seed, "guidance_scale": args.guidance_scale,
-              "motion_factor": args.motion_factor, "appearance_factor": args.appearance_factor}
+              "motion_factor": args.motion_factor, "appearance_factor": args.appearance_factor,
+              "feature_cache_interval": args.feature_cache_interval}
     result = run_shapes(pipe, args.samples, **common)
-    result = {"suite": "shapes", "model": args.model, "steps": args.steps, "seed": args.seed, **result}
+    result = {"suite": "shapes", "model": args.model, "steps": args.steps, "seed": args.seed,
+              "scheduler": args.scheduler, "feature_cache_interval": args.feature_cache_interval, **result}
     print_shapes(result, args.model, args.steps)
     if args.ablation:
         rows = []
@@ -668,7 +679,7 @@ def evaluate(args: argparse.Namespace) -> dict | None:
             if Path(path).resolve() == Path(args.model).resolve():  # same model, same videos: measured already
                 figures = summarise_standard(result["per_sample"])
             else:
-                figures = run_standard(load_pipeline(path, device), args.samples, **common)
+                figures = run_standard(load_pipeline(path, device, args.scheduler), args.samples, **common)
             rows.append({"name": name, "model": path, **figures})
         result["ablation"] = rows
         print_ablation(rows)

@@ -21,7 +21,7 @@ import numpy as np
 import PIL.Image
 import torch
 
-from diffusers import DDIMScheduler, DiffusionPipeline
+from diffusers import DDIMScheduler, DiffusionPipeline, DPMSolverMultistepScheduler
 from diffusers.image_processor import VaeImageProcessor
 from diffusers.utils import BaseOutput, logging
 from diffusers.utils.torch_utils import randn_tensor
@@ -47,6 +47,15 @@ def default_scheduler() -> DDIMScheduler:
         prediction_type="v_prediction", rescale_betas_zero_snr=True, timestep_spacing="leading", steps_offset=1,
         set_alpha_to_one=False, clip_sample=False,
     )
+
+
+def dpm_scheduler() -> DPMSolverMultistepScheduler:
+    """The opt-in fast sampler (it changes the result): DPM-Solver++ (2M) on the official betas and v-prediction, near
+    DDIM-50 in 20-25 steps. Its timesteps are "trailing" (999, 949, ... for 20 steps): with few steps the first one
+    must be the schedule's last, where the zero-terminal-SNR latents are pure noise, as the starting noise is.
+    Use it with `pipe.scheduler = dpm_scheduler()`."""
+    return DPMSolverMultistepScheduler.from_config(default_scheduler().config, algorithm_type="dpmsolver++",
+                                                   solver_order=2, timestep_spacing="trailing", steps_offset=0)
 
 
 @dataclass
@@ -162,7 +171,7 @@ class HiGenPipeline(DiffusionPipeline):
     # ------------------------------------------------------------------------------------------------------------
     # Checks: one precise error per mistake.
     def check_inputs(self, prompt, negative_prompt, prompt_embeds, negative_prompt_embeds, num_inference_steps,
-                     guidance_scale, output_type, callback_on_step_end_tensor_inputs):
+                     guidance_scale, output_type, callback_on_step_end_tensor_inputs, feature_cache_interval=1):
         if prompt is None and prompt_embeds is None:
             raise ValueError("Give a `prompt` (a string or a list of strings) or `prompt_embeds`.")
         if prompt is not None and prompt_embeds is not None:
@@ -186,6 +195,9 @@ class HiGenPipeline(DiffusionPipeline):
             raise ValueError(f"{len(negative_prompt)} negative prompts for {len(prompt)} prompts: give 1 or one each.")
         if not isinstance(num_inference_steps, int) or num_inference_steps < 1:
             raise ValueError(f"`num_inference_steps` must be a positive integer; got {num_inference_steps!r}.")
+        if not isinstance(feature_cache_interval, int) or feature_cache_interval < 1:
+            raise ValueError(f"`feature_cache_interval` must be a positive integer (1: no feature caching, 3: the "
+                             f"whole network every third step); got {feature_cache_interval!r}.")
         if not (isinstance(guidance_scale, (int, float)) and math.isfinite(guidance_scale) and guidance_scale >= 0):
             raise ValueError(f"`guidance_scale` must be a number >= 0; got {guidance_scale!r}.")
         if output_type not in OUTPUT_TYPES:
@@ -263,7 +275,8 @@ class HiGenPipeline(DiffusionPipeline):
     # ------------------------------------------------------------------------------------------------------------
     # The denoising loop both steps share.
     def _denoise(self, latents, prompt_embeds, negative_prompt_embeds, conditions, num_inference_steps,
-                 guidance_scale, generator, callback_on_step_end, callback_on_step_end_tensor_inputs):
+                 guidance_scale, generator, callback_on_step_end, callback_on_step_end_tensor_inputs,
+                 feature_cache_interval):
         device = latents.device
         do_guidance = negative_prompt_embeds is not None
         text = torch.cat([negative_prompt_embeds, prompt_embeds]) if do_guidance else prompt_embeds
@@ -272,13 +285,21 @@ class HiGenPipeline(DiffusionPipeline):
         self.scheduler.set_timesteps(num_inference_steps, device=device)
         timesteps = self.scheduler.timesteps
         self._interrupt = False
+        caching, deep_features = feature_cache_interval > 1, None
         with self.progress_bar(total=len(timesteps)) as progress_bar:
             for i, t in enumerate(timesteps):
                 if self.interrupt:
                     break
                 model_input = torch.cat([latents, latents]) if do_guidance else latents
                 model_input = self.scheduler.scale_model_input(model_input, t)
-                prediction = self.unet(model_input, t, text, **conditions, return_dict=False)[0].float()
+                # Feature caching: the whole network every `feature_cache_interval` steps; in between only its
+                # outermost level, on the deep features of the last whole step.
+                reuse = caching and i % feature_cache_interval != 0
+                outputs = self.unet(model_input, t, text, **conditions, deep_features=deep_features if reuse else None,
+                                    return_deep_features=caching and not reuse, return_dict=False)
+                if caching and not reuse:
+                    deep_features = outputs[1]
+                prediction = outputs[0].float()
                 if do_guidance:
                     uncond, cond = prediction.chunk(2)
                     prediction = uncond + guidance_scale * (cond - uncond)
@@ -299,15 +320,16 @@ class HiGenPipeline(DiffusionPipeline):
                        num_inference_steps=50, guidance_scale=12.0, generator=None, latents=None,
                        prompt_embeds=None, negative_prompt_embeds=None, output_type="pil",
                        callback_on_step_end=None, callback_on_step_end_tensor_inputs=("latents",),
-                       return_dict=True):
+                       feature_cache_interval=1, return_dict=True):
         r"""
         Spatial reasoning: the UNet's spatial layers alone (one frame) turn the prompt into a latent image, the
         spatial prior. `latents` (B, C, H/8, W/8) are used as given; `output_type` "pil", "np" or "pt" also decodes
-        previews, "latent" does not. Returns `HiGenPriorOutput(latents, images)`.
+        previews, "latent" does not. `feature_cache_interval` > 1 is the opt-in fast preset that changes the result
+        (see `animate`). Returns `HiGenPriorOutput(latents, images)`.
         """
         # 1. Check inputs.
         self.check_inputs(prompt, negative_prompt, prompt_embeds, negative_prompt_embeds, num_inference_steps,
-                          guidance_scale, output_type, callback_on_step_end_tensor_inputs)
+                          guidance_scale, output_type, callback_on_step_end_tensor_inputs, feature_cache_interval)
         if not isinstance(num_images_per_prompt, int) or num_images_per_prompt < 1:
             raise ValueError(f"`num_images_per_prompt` must be a positive integer; got {num_images_per_prompt!r}.")
         if latents is not None and height is None and width is None:  # the size of the given noise
@@ -339,7 +361,7 @@ class HiGenPipeline(DiffusionPipeline):
         # 5. Denoise.
         latents = self._denoise(latents[:, :, None], prompt_embeds, negative_prompt_embeds, conditions,
                                 num_inference_steps, guidance_scale, generator, callback_on_step_end,
-                                callback_on_step_end_tensor_inputs)[:, :, 0]
+                                callback_on_step_end_tensor_inputs, feature_cache_interval)[:, :, 0]
 
         # 6. Previews.
         images = None
@@ -355,7 +377,8 @@ class HiGenPipeline(DiffusionPipeline):
     def animate(self, prior, prompt=None, negative_prompt=None, motion_factor=500, appearance_factor=1.0,
                 num_frames=None, num_inference_steps=50, guidance_scale=12.0, generator=None, latents=None,
                 prompt_embeds=None, negative_prompt_embeds=None, output_type="pil", decode_chunk_size=8,
-                callback_on_step_end=None, callback_on_step_end_tensor_inputs=("latents",), return_dict=True):
+                callback_on_step_end=None, callback_on_step_end_tensor_inputs=("latents",), feature_cache_interval=1,
+                return_dict=True):
         r"""
         Temporal reasoning: the full UNet turns noise into a video guided by the spatial prior, the motion prompt(s),
         the motion factor γm and the appearance factor γa.
@@ -369,11 +392,14 @@ class HiGenPipeline(DiffusionPipeline):
                 per video.
             num_frames: frames per video (the model's trained count by default).
             latents: (B, C, F, H/8, W/8) starting noise, used as given.
+            feature_cache_interval: an opt-in fast preset that changes the result (DeepCache-style feature caching):
+                N > 1 runs the whole UNet every N steps and only its outermost level in between, reusing the deeper
+                features of the last whole step. 1 (the default) leaves the result exact.
         Returns `HiGenVideoOutput(latents, frames)`.
         """
         # 1. Check inputs.
         self.check_inputs(prompt, negative_prompt, prompt_embeds, negative_prompt_embeds, num_inference_steps,
-                          guidance_scale, output_type, callback_on_step_end_tensor_inputs)
+                          guidance_scale, output_type, callback_on_step_end_tensor_inputs, feature_cache_interval)
         prior = prior.latents if isinstance(prior, HiGenPriorOutput) else prior
         channels = self.unet.config.in_channels
         if not isinstance(prior, torch.Tensor) or prior.ndim != 4 or prior.shape[1] != channels:
@@ -429,7 +455,8 @@ class HiGenPipeline(DiffusionPipeline):
 
         # 6. Denoise.
         latents = self._denoise(latents, prompt_embeds, negative_prompt_embeds, conditions, num_inference_steps,
-                                guidance_scale, generator, callback_on_step_end, callback_on_step_end_tensor_inputs)
+                                guidance_scale, generator, callback_on_step_end, callback_on_step_end_tensor_inputs,
+                                feature_cache_interval)
 
         # 7. Frames.
         if output_type == "latent":
@@ -446,7 +473,8 @@ class HiGenPipeline(DiffusionPipeline):
     def __call__(self, prompt=None, motion_prompt=None, negative_prompt=None, height=None, width=None,
                  num_frames=None, motion_factor=500, appearance_factor=1.0, num_inference_steps=50,
                  guidance_scale=12.0, generator=None, output_type="pil", decode_chunk_size=8,
-                 callback_on_step_end=None, callback_on_step_end_tensor_inputs=("latents",), return_dict=True):
+                 callback_on_step_end=None, callback_on_step_end_tensor_inputs=("latents",), feature_cache_interval=1,
+                 return_dict=True):
         r"""
         Both steps: a spatial prior from `prompt`, then a video from it for `motion_prompt` (default: `prompt`; a
         list animates the one prior with each). Returns `HiGenPipelineOutput(latents, frames, prior_latents)`.
@@ -456,13 +484,15 @@ class HiGenPipeline(DiffusionPipeline):
             prompt, negative_prompt, height, width, num_inference_steps=num_inference_steps,
             guidance_scale=guidance_scale, generator=generator, output_type="latent",
             callback_on_step_end=callback_on_step_end,
-            callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs)
+            callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs,
+            feature_cache_interval=feature_cache_interval)
         # 2. Temporal reasoning on that prior.
         video = self.animate(
             prior, motion_prompt if motion_prompt is not None else prompt, negative_prompt, motion_factor,
             appearance_factor, num_frames, num_inference_steps, guidance_scale, generator,
             output_type=output_type, decode_chunk_size=decode_chunk_size, callback_on_step_end=callback_on_step_end,
-            callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs)
+            callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs,
+            feature_cache_interval=feature_cache_interval)
         if not return_dict:
             return video.latents, video.frames, prior.latents
         return HiGenPipelineOutput(latents=video.latents, frames=video.frames, prior_latents=prior.latents)

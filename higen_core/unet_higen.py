@@ -51,9 +51,12 @@ def sinusoidal_embedding(values: torch.Tensor, dim: int) -> torch.Tensor:
 
 @dataclass
 class HiGenUNet3DOutput(BaseOutput):
-    """`sample` (B, C, F, H, W): the network's prediction (v, on HiGen's schedule) for every frame."""
+    """`sample` (B, C, F, H, W): the network's prediction (v, on HiGen's schedule) for every frame. `deep_features`
+    (B*F, C', H, W), asked for with `return_deep_features`: the input of the last decoder block, what feature caching
+    reuses at the next steps (see `forward`)."""
 
     sample: torch.Tensor
+    deep_features: torch.Tensor | None = None
 
 
 class HiGenTextResampler(nn.Module):
@@ -472,6 +475,8 @@ class HiGenUNet3DModel(ModelMixin, ConfigMixin, AttentionMixin):
         spatial_prior: torch.Tensor | None = None,
         motion_factors: torch.Tensor | None = None,
         appearance_matrix: torch.Tensor | None = None,
+        deep_features: torch.Tensor | None = None,
+        return_deep_features: bool = False,
         return_dict: bool = True,
     ) -> HiGenUNet3DOutput | tuple:
         r"""
@@ -482,8 +487,14 @@ class HiGenUNet3DModel(ModelMixin, ConfigMixin, AttentionMixin):
             spatial_prior: (B, C, H, W) latent image, or None for zeros (spatial reasoning has no prior).
             motion_factors: (B,) for one frame, (B, F-1) or (B, F) for a video; None means 0.
             appearance_matrix: (B, F, appearance_width) rows of frame similarities; None means all ones.
+            deep_features: feature caching across denoising steps (DeepCache, Ma et al. 2024): the `deep_features` of
+                an earlier call with the same shapes. Only the outermost level runs (stem, first encoder block, last
+                decoder block); every deeper layer's output is taken from the cache. Neighbouring steps change those
+                slowly-varying features little, so this trades a small change of the result for most of the cost.
+            return_deep_features: also return the input of the last decoder block, for later calls' `deep_features`.
         Returns:
-            `HiGenUNet3DOutput` whose `sample` has the shape of the input `sample`.
+            `HiGenUNet3DOutput` whose `sample` has the shape of the input `sample`; with `return_dict=False` the tuple
+            (sample,) or, with `return_deep_features`, (sample, deep_features).
         """
         if sample.ndim != 5:
             raise ValueError(f"sample must be (B, C, F, H, W); got shape {tuple(sample.shape)}.")
@@ -511,19 +522,32 @@ class HiGenUNet3DModel(ModelMixin, ConfigMixin, AttentionMixin):
             hidden = self.transformer_in(hidden, num_frames=num_frames, return_dict=False)[0]
         skips = (hidden,)
 
-        # 3. Encoder, middle, decoder.
+        # 3. Encoder, middle, decoder. With cached deep features only the outermost level runs: the first encoder
+        #    block's skips (without its downsampled output, which feeds the deeper levels) and the cache feed the last
+        #    decoder block.
         checkpointing = torch.is_grad_enabled() and self.gradient_checkpointing
-        for block in self.down_blocks:
+        cached = deep_features is not None
+        for block in self.down_blocks[:1] if cached else self.down_blocks:
             if checkpointing:
                 hidden, block_skips = self._gradient_checkpointing_func(block, hidden, temb, context, num_frames)
             else:
                 hidden, block_skips = block(hidden, temb, context, num_frames)
             skips += block_skips
-        if checkpointing:
+        if cached:
+            skips = skips[: len(self.up_blocks[-1].resnets)]
+            expected = (batch * num_frames, self.up_blocks[-1].resnets[0].in_channels - skips[-1].shape[1],
+                        *skips[-1].shape[2:])
+            if tuple(deep_features.shape) != expected:
+                raise ValueError(f"deep_features has shape {tuple(deep_features.shape)}; expected {expected}: pass "
+                                 f"the deep_features of a call with the same batch, frame count and size.")
+            hidden = deep_features.to(dtype)
+        elif checkpointing:
             hidden = self._gradient_checkpointing_func(self.mid_block, hidden, temb, context, num_frames)
         else:
             hidden = self.mid_block(hidden, temb, context, num_frames)
-        for block in self.up_blocks:
+        for block in self.up_blocks[-1:] if cached else self.up_blocks:
+            if block is self.up_blocks[-1]:
+                deep_features = hidden
             block_skips, skips = skips[-len(block.resnets):], skips[: -len(block.resnets)]
             upsample_size = skips[-1].shape[2:] if skips and len(block.upsamplers) > 0 else None
             if checkpointing:
@@ -536,6 +560,7 @@ class HiGenUNet3DModel(ModelMixin, ConfigMixin, AttentionMixin):
         # 4. Head, and frames back to (B, C, F, H, W).
         hidden = self.conv_out(self.conv_act(self.conv_norm_out(hidden)))
         out = hidden.reshape(batch, num_frames, -1, height, width).permute(0, 2, 1, 3, 4)
+        deep_features = deep_features if return_deep_features else None
         if not return_dict:
-            return (out,)
-        return HiGenUNet3DOutput(sample=out)
+            return (out,) if deep_features is None else (out, deep_features)
+        return HiGenUNet3DOutput(sample=out, deep_features=deep_features)

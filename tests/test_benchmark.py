@@ -13,7 +13,7 @@ from higen_core import benchmark
 
 STEPS, FRAMES = 2, 4
 TINY = ["--size", "tiny", "--device", "cpu", "--steps", str(STEPS), "--frames", str(FRAMES), "--runs", "1",
-        "--warmup", "0", "--preset", "dpm"]
+        "--warmup", "0", "--preset", "dpm", "deepcache"]
 STAGES = ("prior", "video", "decode", "total")
 
 
@@ -31,14 +31,14 @@ def tiny_run(tmp_path_factory) -> tuple[str, dict]:
 def test_prints_every_stage_and_mode(tiny_run):
     text, _ = tiny_run
     for mode in ("reference (official way)", "default (offload=none)", "preset dpm (1 steps)",
-                 "diffusers UNet3D, DDIM loop"):
+                 "preset deepcache (2 steps)", "diffusers UNet3D, DDIM loop"):
         assert mode in text
     table = [line.split() for line in text.splitlines() if line.startswith("  ")]
     for stage in STAGES:
-        # reference, default and the preset have every stage; diffusers' loop has video and total
-        assert sum(stage in row for row in table) >= (4 if stage in ("video", "total") else 3), stage
+        # reference, default and the presets have every stage; diffusers' loop has video and total
+        assert sum(stage in row for row in table) >= (5 if stage in ("video", "total") else 4), stage
     for figure in ("FLOPs per call", "Per denoising step", "Ratios: reference/default whole generation",
-                   "Max |reference - default|: video latents", "Preset dpm:"):
+                   "Max |reference - default|: video latents", "Preset dpm:", "Preset deepcache:"):
         assert figure in text
 
 
@@ -61,7 +61,9 @@ def test_json_has_the_documented_keys(tiny_run):
             assert entry["seconds"] > 0
             assert entry["peak_memory_bytes"] is None and entry["mfu"] is None  # "n/a" on a CPU
     assert set(figures["offload"]) == {"none"}
-    assert figures["presets"]["dpm"]["steps"] == 1
+    assert figures["presets"]["dpm"]["steps"] == 1 and figures["presets"]["deepcache"]["steps"] == STEPS
+    for preset in figures["presets"].values():  # fast presets change the result, by a reported amount
+        assert 0 < preset["max_abs_diff"] < math.inf and preset["speedup_over_default"] > 0
     assert set(figures["ratios"]) == {"reference_over_default", "diffusers_over_default_step"}
     assert set(figures["max_abs_diff"]) == {"prior_latents", "video_latents", "frames"}
     assert figures["config"]["dtype"] == "bfloat16" and figures["config"]["frames"] == FRAMES

@@ -162,6 +162,19 @@ def test_shapes_suite_end_to_end(tiny_model, tmp_path, capsys):
         assert (tmp_path / "plots" / "appearance_vs_gamma_a.png").is_file()
 
 
+def test_shapes_suite_measures_the_fast_presets(tiny_model, tmp_path, capsys):
+    # The presets' effect on quality is measured with the same suite: DPM-Solver++ and feature caching.
+    out = tmp_path / "preset.json"
+    assert evaluate.main(["--suite", "shapes", "--model", str(tiny_model[0]), "--samples", "1", "--steps", "3",
+                          "--device", "cpu", "--scheduler", "dpm", "--feature-cache-interval", "2",
+                          "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["scheduler"] == "dpm" and result["feature_cache_interval"] == 2
+    assert "3 dpm steps, feature cache every 2 steps" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        evaluate.main(["--suite", "shapes", "--model", str(tiny_model[0]), "--feature-cache-interval", "0"])
+
+
 @pytest.fixture(scope="module")
 def feature_models(tmp_path_factory):
     """Tiny CLIP, image (DINOv2) and video (VideoMAE) models with their processors, saved like hub models."""

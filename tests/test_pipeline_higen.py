@@ -140,6 +140,28 @@ def test_latent_only_pipeline_without_vae_or_text_encoder():
         pipe.animate(torch.zeros(1, 4, 8, 8), "a prompt", num_frames=3, num_inference_steps=1, output_type="latent")
 
 
+def test_feature_caching_preset(pipe, monkeypatch):
+    # Interval 1 is exact; interval N runs the whole network on steps 0, N, 2N, ... and reuses deep features between,
+    # which changes the result a little (an opt-in fast preset).
+    args = dict(prompt="a red circle moves left", num_frames=4, num_inference_steps=5, output_type="latent")
+    prior = torch.randn(1, 4, 8, 8, generator=_gen(1))
+    exact = pipe.animate(prior, generator=_gen(), **args).latents
+    torch.testing.assert_close(pipe.animate(prior, generator=_gen(), feature_cache_interval=1, **args).latents, exact)
+
+    calls, forward = [], pipe.unet.forward
+    monkeypatch.setattr(pipe.unet, "forward",
+                        lambda *a, **k: calls.append(k["deep_features"] is not None) or forward(*a, **k))
+    cached = pipe.animate(prior, generator=_gen(), feature_cache_interval=2, **args).latents
+    prior_cached = pipe.generate_prior("a red circle", num_inference_steps=3, feature_cache_interval=3,
+                                       output_type="latent").latents
+    assert calls == [False, True, False, True, False] + [False, True, True]
+    assert torch.isfinite(cached).all() and torch.isfinite(prior_cached).all()
+    difference = (cached - exact).abs().max().item()
+    assert 0 < difference < exact.abs().max().item()
+    with pytest.raises(ValueError, match="feature_cache_interval"):
+        pipe.animate(prior, feature_cache_interval=0, **args)
+
+
 @pytest.mark.parametrize("kwargs, error, message", [
     (dict(prompt=3), TypeError, "prompt"),
     (dict(prompt=None), ValueError, "prompt"),

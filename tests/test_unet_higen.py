@@ -46,6 +46,26 @@ def test_video_uses_prior_motion_and_appearance():
     torch.testing.assert_close(same, reference)
 
 
+def test_cached_deep_features_reproduce_the_whole_network():
+    # Feature caching runs only the outermost level on cached deep features: given the deep features of the very
+    # same call it must give the whole network's output, for videos and for one-frame priors.
+    unet = randomize_zero_initialised_(tiny_unet())
+    for frames in (4, 1):
+        x, text, prior = torch.randn(2, 4, frames, 8, 8), torch.randn(2, 5, 32), torch.randn(2, 4, 8, 8)
+        with torch.no_grad():
+            whole = unet(x, 10, text, spatial_prior=prior, return_deep_features=True)
+            cached = unet(x, 10, text, spatial_prior=prior, deep_features=whole.deep_features)
+            # the prior's stem belongs to the outermost level: a cached call still sees the prior
+            other_prior = unet(x, 10, text, spatial_prior=None, deep_features=whole.deep_features)
+            as_tuple = unet(x, 10, text, spatial_prior=prior, return_deep_features=True, return_dict=False)
+        assert whole.deep_features.shape[0] == 2 * frames
+        torch.testing.assert_close(cached.sample, whole.sample, atol=1e-6, rtol=0)
+        assert not torch.allclose(other_prior.sample, whole.sample)
+        torch.testing.assert_close(as_tuple[1], whole.deep_features)
+    with pytest.raises(ValueError, match="deep_features"):
+        unet(torch.randn(1, 4, 4, 8, 8), 10, torch.randn(1, 5, 32), deep_features=whole.deep_features)
+
+
 def test_released_checkpoint_keys_map_one_to_one(reference):
     from higen_core.convert import convert_vgen_state_dict, unet_config_from_vgen
 
@@ -164,3 +184,7 @@ def test_compiles_as_one_graph():
                       appearance_matrix=torch.ones(2, 4, 8))
     with torch.no_grad():
         torch.testing.assert_close(compiled(x, t, text, **conditions).sample, unet(x, t, text, **conditions).sample)
+        # feature caching's two calls (whole with deep features out, cached with them in) are whole graphs too
+        whole = compiled(x, t, text, **conditions, return_deep_features=True)
+        cached = compiled(x, t, text, **conditions, deep_features=whole.deep_features)
+    torch.testing.assert_close(cached.sample, whole.sample, atol=1e-6, rtol=0)
