@@ -14,7 +14,8 @@ from higen_core.generate import PROG, main
 from higen_core.testing import tiny_pipeline
 
 SETTING_KEYS = {"model", "prompt", "motion_prompt", "negative_prompt", "seed", "motion_factor", "appearance_factor",
-                "num_frames", "num_inference_steps", "guidance_scale", "height", "width", "fps"}
+                "num_frames", "num_inference_steps", "guidance_scale", "height", "width", "fps", "scheduler",
+                "feature_cache_interval"}
 # 50 is inside the tiny model's motion-factor range (0-100); 3 frames and one step keep a run under a second.
 FAST = ["--prompt", "a red cube", "--motion-factor", "50", "--frames", "3", "--steps", "1", "--guidance", "5"]
 MOTIONS = ["it rolls left", "it jumps ☃"]
@@ -93,6 +94,18 @@ def test_same_seed_same_video_and_each_video_seeded_on_its_own(batch, model_dir,
         last = np.asarray(gif.convert("RGB")).astype(int)
     assert np.abs(last - video_io.read_mp4_frames(folder / "clip_1.mp4")[2]).mean() > 10
     assert json.loads((tmp_path / "other.json").read_text())["seed"] == 4
+
+
+def test_fast_presets_are_opt_in_and_recorded(model_dir, tmp_path):
+    fast = [a if a != "1" else "3" for a in FAST]  # three steps: a cached step between whole ones
+    outputs = {}
+    for name, presets in (("exact", []), ("fast", ["--scheduler", "dpm", "--feature-cache-interval", "2"])):
+        assert generate("--model", model_dir, *fast, *presets, "--out", tmp_path / f"{name}.mp4")[0] == 0
+        outputs[name] = video_io.read_mp4_frames(tmp_path / f"{name}.mp4").astype(int)
+    settings = json.loads((tmp_path / "fast.json").read_text())
+    assert (settings["scheduler"], settings["feature_cache_interval"]) == ("dpm", 2)
+    assert json.loads((tmp_path / "exact.json").read_text())["scheduler"] == "ddim"
+    assert np.abs(outputs["fast"] - outputs["exact"]).max() > 0
 
 
 def not_a_higen_folder(tmp_path):
