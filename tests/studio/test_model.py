@@ -1,4 +1,5 @@
-"""The studio's handlers (studio.model), called as plain methods on the tiny model: no UI, no server."""
+"""The studio's handlers (studio.model), called as plain methods on the tiny model (and once on the bundled demo
+model): no UI, no server."""
 
 import json
 import pickle
@@ -12,8 +13,8 @@ import torch
 
 from higen_core import video_io
 from studio import JobStopped, StudioError
-from studio.model import (MAX_MOTION_PROMPTS, StudioModel, animate_gpu_seconds, convert_vgen_cached, load_pipeline,
-                          parse_motion_prompts, zero_gpu)
+from studio.model import (DEMO_MODEL_DIR, MAX_MOTION_PROMPTS, StudioModel, animate_gpu_seconds, convert_vgen_cached,
+                          load_pipeline, parse_motion_prompts, zero_gpu)
 
 FAST = {"steps": 2, "guidance": 1.0}  # the fewest steps that still have a middle; no guidance halves the batch
 
@@ -249,6 +250,19 @@ def test_model_sources(model, tmp_path, monkeypatch):
     with pytest.raises(StudioError, match="needs a GPU"):
         model.set_offload(True)
     assert model.set_offload(False)["offload"] is False
+
+
+def test_with_no_model_named_the_studio_runs_the_bundled_shapes_model(session):
+    # `python app.py` offline: the shapes-world model trained by our recipe and committed under assets/ (issue 5).
+    bundled = StudioModel.load(None)
+    assert bundled.name == str(DEMO_MODEL_DIR) and not bundled.is_tiny
+    assert (bundled.num_frames, bundled.motion_factor_range) == (8, (0.0, 20.0))
+    made = bundled.generate_prior(session, "a red circle on a blue background", seed=0, **FAST).priors[0]
+    assert tuple(made.latents.shape) == (1, 4, 16, 16)
+    result = bundled.animate(session, "a red circle moves right on a blue background",
+                             motion_factor=bundled.default_motion_factor, seed=0, **FAST)
+    frames = video_io.read_mp4_frames(result.videos[0].mp4_path)
+    assert frames.shape == (8, 64, 64, 3)
 
 
 def test_load_another_model_and_vgen_conversion_is_cached(tmp_path, monkeypatch):
