@@ -34,6 +34,11 @@ DEMO_MODEL_DIR = REPO_ROOT / "assets" / "shapes-model"
 TINY = "tiny"
 DEFAULT_CACHE_DIR = Path(os.environ.get("HIGEN_STUDIO_CACHE", Path.home() / ".cache" / "higen-studio"))
 
+# The examples under step 1's prompt: the shapes demo model knows only its world's captions.
+EXAMPLE_PROMPTS = ["a red ball bouncing on a wooden floor", "a corgi running on the beach, sunset",
+                   "fireworks over a city skyline at night"]
+SHAPES_EXAMPLE_PROMPTS = ["a red circle on a blue background", "a yellow star and a green square on a black background",
+                          "a white triangle on a grey background"]
 FPS = 8
 MAX_SEED = 2**31 - 1  # what a browser's number input and every generator take
 MAX_CANDIDATES = 4
@@ -251,6 +256,10 @@ class StudioModel:
         """The paper's 500 when this model was trained around it; the middle of its range otherwise (tiny models)."""
         low, high = self.motion_factor_range
         return DEFAULT_MOTION_FACTOR if low <= DEFAULT_MOTION_FACTOR <= high else (low + high) / 2
+
+    @property
+    def example_prompts(self) -> list[str]:
+        return SHAPES_EXAMPLE_PROMPTS if Path(self.name) == DEMO_MODEL_DIR else EXAMPLE_PROMPTS
 
     @property
     def num_frames(self) -> int:

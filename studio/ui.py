@@ -29,11 +29,6 @@ QUICK_EVENT = {"queue": False, "api_visibility": "private"}
 # Places in Gradio's queue beyond `queue_size`: the studio refuses GPU jobs itself once `queue_size` wait, with a
 # clear message, and its message-showing handlers still need to get in to say so.
 UI_HEADROOM = 8
-EXAMPLE_PROMPTS = [
-    "a red ball bouncing on a wooden floor",
-    "a corgi running on the beach, sunset",
-    "fireworks over a city skyline at night",
-]
 # Passed to launch(): Gradio 6 takes page CSS there. A prior is shown whole in its box whatever its size (the tiny
 # model's are 16 pixels wide).
 CSS = "#prior-current img { width: 100%; height: 100%; object-fit: contain; }"
@@ -152,7 +147,7 @@ def create_demo(model, store: SessionStore, *, queue_size: int | None = DEFAULT_
                     with gr.Column(scale=1):
                         gr.Markdown("### 1 · Spatial prior")
                         prompt = gr.Textbox(label="Prompt", lines=2, elem_id="prior-prompt",
-                                            placeholder="a corgi running on the beach")
+                                            placeholder=model.example_prompts[0])
                         negative = gr.Textbox(label="Negative prompt", elem_id="prior-negative",
                                               placeholder="what the picture should not show (optional)")
                         with gr.Row():
@@ -174,7 +169,7 @@ def create_demo(model, store: SessionStore, *, queue_size: int | None = DEFAULT_
                         with gr.Accordion("Use my own image", open=False):
                             upload = gr.File(label="Image (PNG, JPEG, WebP or BMP, up to 20 MB)",
                                              file_types=["image"], elem_id="prior-upload")
-                        gr.Examples([[p] for p in EXAMPLE_PROMPTS], inputs=[prompt], outputs=[gallery],
+                        gr.Examples([[p] for p in model.example_prompts], inputs=[prompt], outputs=[gallery],
                                     fn=example_prior if on_spaces else None, cache_examples=on_spaces,
                                     cache_mode="lazy")
 

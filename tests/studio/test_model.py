@@ -263,6 +263,9 @@ def test_with_no_model_named_the_studio_runs_the_bundled_shapes_model(session):
                              motion_factor=bundled.default_motion_factor, seed=0, **FAST)
     frames = video_io.read_mp4_frames(result.videos[0].mp4_path)
     assert frames.shape == (8, 64, 64, 3)
+    # its examples are captions of its own world (the tiny model shows general ones)
+    for example in bundled.example_prompts:
+        assert example.endswith("background") and " on a " in example
 
 
 def test_load_another_model_and_vgen_conversion_is_cached(tmp_path, monkeypatch):
