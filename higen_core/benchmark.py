@@ -592,7 +592,8 @@ def run_preset(name: str, pipe: HiGenPipeline, inputs: Inputs, args: argparse.Na
                default: tuple[dict, dict], flops: dict[str, int], peak: float | None) -> dict:
     """One fast preset on the default mode's weights and setup; it changes the result, and the difference is reported.
     dpm: DPM-Solver++ (2M) at half the steps (it matches DDIM-50 in about 20-25). deepcache: the same steps, the video
-    stage's UNet whole every FEATURE_CACHE_INTERVAL steps (its MFU counts whole-network FLOPs: a lower bound)."""
+    stage's UNet whole every FEATURE_CACHE_INTERVAL steps (its MFU counts every step as a whole-network call: an
+    effective figure, above the hardware's real use)."""
     if name == "dpm":
         steps = max(1, round(args.steps / 2))
         stages = default_stages(_pipeline(pipe.unet, pipe.vae, dpm_scheduler()), inputs, steps, setup)

@@ -490,7 +490,7 @@ class HiGenUNet3DModel(ModelMixin, ConfigMixin, AttentionMixin):
             deep_features: feature caching across denoising steps (DeepCache, Ma et al. 2024): the `deep_features` of
                 an earlier call with the same shapes. Only the outermost level runs (stem, first encoder block, last
                 decoder block); every deeper layer's output is taken from the cache. Neighbouring steps change those
-                slowly-varying features little, so this trades a small change of the result for most of the cost.
+                slowly-varying features little, so this trades a small change of the result for the deeper layers' cost.
             return_deep_features: also return the input of the last decoder block, for later calls' `deep_features`.
         Returns:
             `HiGenUNet3DOutput` whose `sample` has the shape of the input `sample`; with `return_dict=False` the tuple
