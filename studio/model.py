@@ -259,7 +259,8 @@ class StudioModel:
 
     @property
     def example_prompts(self) -> list[str]:
-        return SHAPES_EXAMPLE_PROMPTS if Path(self.name) == DEMO_MODEL_DIR else EXAMPLE_PROMPTS
+        # resolved: `--model assets/shapes-model` names the same folder by a relative path
+        return SHAPES_EXAMPLE_PROMPTS if Path(self.name).resolve() == DEMO_MODEL_DIR else EXAMPLE_PROMPTS
 
     @property
     def num_frames(self) -> int:

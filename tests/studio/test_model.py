@@ -2,6 +2,7 @@
 model): no UI, no server."""
 
 import json
+import os
 import pickle
 import sys
 import types
@@ -266,6 +267,8 @@ def test_with_no_model_named_the_studio_runs_the_bundled_shapes_model(session):
     # its examples are captions of its own world (the tiny model shows general ones)
     for example in bundled.example_prompts:
         assert example.endswith("background") and " on a " in example
+    bundled.name = os.path.relpath(DEMO_MODEL_DIR)  # the same folder named as `python app.py --model` would
+    assert bundled.example_prompts[0].endswith("background")
 
 
 def test_load_another_model_and_vgen_conversion_is_cached(tmp_path, monkeypatch):
