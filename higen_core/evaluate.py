@@ -358,8 +358,9 @@ def print_shapes(result: dict, model: str, steps: int) -> None:
     s = result["standard_factors"]
     preset = f", feature cache every {result['feature_cache_interval']} steps" if result["feature_cache_interval"] > 1 \
         else ""
-    print(f"shapes suite: {model}, {n} samples, {steps} {result['scheduler']} steps{preset}; standard videos at motion "
-          f"factor {s['motion_factor']:g}, appearance factor {s['appearance_factor']:g}")
+    print(f"shapes suite: {model}, {n} samples, {steps} {result['scheduler']} steps{preset}, guidance "
+          f"{result['guidance_scale']:g}; standard videos at motion factor {s['motion_factor']:g}, appearance factor "
+          f"{s['appearance_factor']:g}")
     factors = ", ".join(map(str, APPEARANCE_FACTORS))
     rows = [
         ("motion_factor_spearman",
@@ -388,8 +389,7 @@ def print_ablation(rows: list[dict]) -> None:
               f"{r['text_colour_accuracy']:>7.3f} {r['text_motion_accuracy']:>7.3f}")
 
 
-def write_plots(result: dict, folder: str | Path) -> list[Path]:
-    """motion_vs_gamma_m.png and appearance_vs_gamma_a.png: every video's measurement and the mean ± std."""
+def _pyplot():
     try:
         import matplotlib
 
@@ -397,6 +397,12 @@ def write_plots(result: dict, folder: str | Path) -> list[Path]:
         import matplotlib.pyplot as plt
     except ImportError as error:
         raise EvaluationError("--plots needs matplotlib: pip install matplotlib") from error
+    return plt
+
+
+def write_plots(result: dict, folder: str | Path) -> list[Path]:
+    """motion_vs_gamma_m.png and appearance_vs_gamma_a.png: every video's measurement and the mean ± std."""
+    plt = _pyplot()
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     figures = [("motion_vs_gamma_m.png", "frame_difference", "motion_factors", "motion factor γm",
@@ -665,13 +671,15 @@ def evaluate(args: argparse.Namespace) -> dict | None:
     if len(names) != len(args.ablation):
         raise EvaluationError(f"--ablation-names gives {len(names)} names for {len(args.ablation)} --ablation "
                               f"folders.")
+    if args.plots:
+        _pyplot()  # before the run, not after it: a missing matplotlib must not cost the measurements
     pipe = load_pipeline(args.model, device, args.scheduler)
     common = {"steps": args.steps, "seed": args.seed, "guidance_scale": args.guidance_scale,
               "motion_factor": args.motion_factor, "appearance_factor": args.appearance_factor,
               "feature_cache_interval": args.feature_cache_interval}
     result = run_shapes(pipe, args.samples, **common)
     result = {"suite": "shapes", "model": args.model, "steps": args.steps, "seed": args.seed,
-              "scheduler": args.scheduler, "feature_cache_interval": args.feature_cache_interval, **result}
+              "guidance_scale": args.guidance_scale, "scheduler": args.scheduler, "feature_cache_interval": args.feature_cache_interval, **result}
     print_shapes(result, args.model, args.steps)
     if args.ablation:
         rows = []

@@ -162,6 +162,15 @@ def test_shapes_suite_end_to_end(tiny_model, tmp_path, capsys):
         assert (tmp_path / "plots" / "appearance_vs_gamma_a.png").is_file()
 
 
+def test_plots_without_matplotlib_fail_before_the_run(tiny_model, monkeypatch, capsys):
+    # A run takes minutes: a missing plotting library must be said at once, not after the measurements.
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # `import matplotlib` raises ImportError
+    monkeypatch.setattr(evaluate, "load_pipeline", lambda *a, **k: pytest.fail("the model was loaded"))
+    with pytest.raises(SystemExit):
+        evaluate.main(["--suite", "shapes", "--model", str(tiny_model[0]), "--plots", "plots"])
+    assert "--plots needs matplotlib: pip install matplotlib" in capsys.readouterr().err
+
+
 def test_shapes_suite_measures_the_fast_presets(tiny_model, tmp_path, capsys):
     # The presets' effect on quality is measured with the same suite: DPM-Solver++ and feature caching.
     out = tmp_path / "preset.json"
@@ -169,7 +178,7 @@ def test_shapes_suite_measures_the_fast_presets(tiny_model, tmp_path, capsys):
                           "--device", "cpu", "--scheduler", "dpm", "--feature-cache-interval", "2",
                           "--json", str(out)]) == 0
     result = json.loads(out.read_text())
-    assert result["scheduler"] == "dpm" and result["feature_cache_interval"] == 2
+    assert result["scheduler"] == "dpm" and result["feature_cache_interval"] == 2 and result["guidance_scale"] == 12.0
     assert "3 dpm steps, feature cache every 2 steps" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         evaluate.main(["--suite", "shapes", "--model", str(tiny_model[0]), "--feature-cache-interval", "0"])
