@@ -37,8 +37,13 @@ DEFAULT_CACHE_DIR = Path(os.environ.get("HIGEN_STUDIO_CACHE", Path.home() / ".ca
 # The examples under step 1's prompt: the shapes demo model knows only its world's captions.
 EXAMPLE_PROMPTS = ["a red ball bouncing on a wooden floor", "a corgi running on the beach, sunset",
                    "fireworks over a city skyline at night"]
-SHAPES_EXAMPLE_PROMPTS = ["a red circle on a blue background", "a yellow star and a green square on a black background",
+SHAPES_EXAMPLE_PROMPTS = ["a red circle on a cyan background", "a yellow star and a green square on a black background",
                           "a white triangle on a grey background"]
+# Starting values of the guidance and γa: the pipeline's own defaults for any model but the demo model, whose were
+# measured on it (README, "The shapes world"): at guidance 12 its shapes lose their colour, and its
+# training clips' appearance factors (1 - DINO similarity of first and last frame) stay under about 0.5.
+DEFAULT_GUIDANCE, DEFAULT_APPEARANCE_FACTOR = 12.0, 1.0
+SHAPES_GUIDANCE, SHAPES_APPEARANCE_FACTOR = 3.0, 0.2
 FPS = 8
 MAX_SEED = 2**31 - 1  # what a browser's number input and every generator take
 MAX_CANDIDATES = 4
@@ -258,9 +263,21 @@ class StudioModel:
         return DEFAULT_MOTION_FACTOR if low <= DEFAULT_MOTION_FACTOR <= high else (low + high) / 2
 
     @property
-    def example_prompts(self) -> list[str]:
+    def is_demo(self) -> bool:
         # resolved: `--model assets/shapes-model` names the same folder by a relative path
-        return SHAPES_EXAMPLE_PROMPTS if Path(self.name).resolve() == DEMO_MODEL_DIR else EXAMPLE_PROMPTS
+        return Path(self.name).resolve() == DEMO_MODEL_DIR
+
+    @property
+    def example_prompts(self) -> list[str]:
+        return SHAPES_EXAMPLE_PROMPTS if self.is_demo else EXAMPLE_PROMPTS
+
+    @property
+    def default_guidance(self) -> float:
+        return SHAPES_GUIDANCE if self.is_demo else DEFAULT_GUIDANCE
+
+    @property
+    def default_appearance_factor(self) -> float:
+        return SHAPES_APPEARANCE_FACTOR if self.is_demo else DEFAULT_APPEARANCE_FACTOR
 
     @property
     def num_frames(self) -> int:
@@ -399,10 +416,10 @@ class StudioModel:
                 "created": _now()}
 
     def generate_prior(self, session: Session, prompt: str, negative_prompt: str = "", seed=0,
-                       randomize_seed: bool = False, steps=50, guidance=12.0, num_candidates=1,
+                       randomize_seed: bool = False, steps=50, guidance=None, num_candidates=1,
                        progress=None) -> PriorBatch:
         """Step 1: `num_candidates` spatial priors for `prompt` in one batch (candidate k from seed + k). The first
-        becomes the current prior; `choose_prior` picks another."""
+        becomes the current prior; `choose_prior` picks another. `guidance` None: the model's `default_guidance`."""
         prompt = (prompt or "").strip()
         if not prompt:
             raise StudioError("Enter a prompt for the spatial prior.")
@@ -411,6 +428,7 @@ class StudioModel:
         count = _int(num_candidates, "Candidates", 1, MAX_CANDIDATES)
         seed = self.pick_seed(seed, randomize_seed)
         seeds = [(seed + k) % (MAX_SEED + 1) for k in range(count)]
+        guidance = self.default_guidance if guidance is None else guidance
         latents, images = self._run(self._prior_on_gpu, prompt, negative_prompt, seeds, steps, guidance,
                                     session.stop, progress, stop=session.stop)
 
@@ -458,11 +476,12 @@ class StudioModel:
         prior = self._save_prior(session, prior_id, preview, settings, latents)
         return session.make_current(prior.id)
 
-    def animate(self, session: Session, motion_prompts, motion_factor=DEFAULT_MOTION_FACTOR, appearance_factor=1.0,
-                num_frames=None, steps=50, guidance=12.0, seed=0, randomize_seed: bool = False,
+    def animate(self, session: Session, motion_prompts, motion_factor=None, appearance_factor=None,
+                num_frames=None, steps=50, guidance=None, seed=0, randomize_seed: bool = False,
                 progress=None) -> AnimateResult:
         """Step 2: animate the current prior with every motion prompt (one per line; default: the prior's prompt)
-        in one batch. The prior is reused as it is: no spatial reasoning runs again."""
+        in one batch. The prior is reused as it is: no spatial reasoning runs again. None for a factor or the
+        guidance: the model's default (`default_motion_factor`, ...)."""
         prior = session.current_prior
         if prior is None:
             raise StudioError("There is no spatial prior yet: generate one in step 1 (and click the candidate you "
@@ -475,6 +494,9 @@ class StudioModel:
         num_frames = _int(num_frames if num_frames is not None else self.num_frames, "Frames", 2, self.max_frames)
         steps = _int(steps, "Steps", 1, MAX_STEPS)
         seed = self.pick_seed(seed, randomize_seed)
+        motion_factor = self.default_motion_factor if motion_factor is None else motion_factor
+        appearance_factor = self.default_appearance_factor if appearance_factor is None else appearance_factor
+        guidance = self.default_guidance if guidance is None else guidance
         negative_prompt = prior.settings.get("negative_prompt", "")
         videos = self._run(self._animate_on_gpu, prior.latents, prompts, negative_prompt, motion_factor,
                            appearance_factor, num_frames, steps, guidance, seed, session.stop, progress,

@@ -128,7 +128,8 @@ def create_demo(model, store: SessionStore, *, queue_size: int | None = DEFAULT_
 
     def example_prior(prompt_text):
         session = store.ensure(examples_session_id)
-        model.generate_prior(session, prompt_text, "", 0, False, 50, 12.0, limits["max_candidates"])
+        model.generate_prior(session, prompt_text, "", 0, False, 50, model.default_guidance,
+                             limits["max_candidates"])
         return candidates_gallery(session)
 
     with gr.Blocks(title="HiGen Studio", delete_cache=(3600, 6 * 3600)) as demo:
@@ -160,7 +161,7 @@ def create_demo(model, store: SessionStore, *, queue_size: int | None = DEFAULT_
                                                    step=1, label="Candidates", elem_id="prior-candidates")
                             steps = gr.Slider(1, limits["max_steps"], value=50, step=1, label="Steps",
                                               elem_id="prior-steps")
-                            guidance = gr.Slider(0, 20, value=12.0, step=0.5, label="Guidance",
+                            guidance = gr.Slider(0, 20, value=model.default_guidance, step=0.5, label="Guidance",
                                                  elem_id="prior-guidance")
                         generate = gr.Button("Generate prior", variant="primary", elem_id="prior-generate")
                         gallery = gr.Gallery(label="Candidates: click one to animate it", columns=4, height=260,
@@ -186,8 +187,8 @@ def create_demo(model, store: SessionStore, *, queue_size: int | None = DEFAULT_
                                 motion_factor = gr.Slider(low, high, value=model.default_motion_factor, step=1,
                                                           label="Motion factor γm", elem_id="motion-factor",
                                                           info="How much consecutive frames differ.")
-                                appearance_factor = gr.Slider(0, 1, value=1.0, step=0.05,
-                                                              label="Appearance factor γa",
+                                appearance_factor = gr.Slider(0, 1, value=model.default_appearance_factor,
+                                                              step=0.05, label="Appearance factor γa",
                                                               elem_id="appearance-factor",
                                                               info="How much the look changes from first to last "
                                                                    "frame.")
@@ -196,8 +197,8 @@ def create_demo(model, store: SessionStore, *, queue_size: int | None = DEFAULT_
                                                elem_id="animate-frames")
                             animate_steps = gr.Slider(1, limits["max_steps"], value=50, step=1, label="Steps",
                                                       elem_id="animate-steps")
-                            animate_guidance = gr.Slider(0, 20, value=12.0, step=0.5, label="Guidance",
-                                                         elem_id="animate-guidance")
+                            animate_guidance = gr.Slider(0, 20, value=model.default_guidance, step=0.5,
+                                                         label="Guidance", elem_id="animate-guidance")
                         with gr.Row():
                             animate_seed = gr.Number(0, label="Seed", precision=0, minimum=0,
                                                      maximum=limits["max_seed"], elem_id="animate-seed")
@@ -356,7 +357,9 @@ def create_demo(model, store: SessionStore, *, queue_size: int | None = DEFAULT_
             gr.Info(f"Loaded {info['model']}.")
             return (model_markdown(info), gr.Markdown(visible=info["tiny"]),
                     gr.Slider(minimum=low_, maximum=high_, value=model.default_motion_factor),
-                    gr.Slider(maximum=model.max_frames, value=model.num_frames))
+                    gr.Slider(maximum=model.max_frames, value=model.num_frames),
+                    gr.Slider(value=model.default_appearance_factor),
+                    gr.Slider(value=model.default_guidance), gr.Slider(value=model.default_guidance))
 
         @user_errors
         def toggle_offload(enabled):
@@ -404,7 +407,8 @@ def create_demo(model, store: SessionStore, *, queue_size: int | None = DEFAULT_
 
         offload.input(toggle_offload, [offload], [model_info], api_visibility="private", **GPU_EVENT)
         load_button.click(load_model, [source, vgen_checkpoint, vgen_base],
-                          [model_info, banner, motion_factor, frames], api_visibility="private", **GPU_EVENT)
+                          [model_info, banner, motion_factor, frames, appearance_factor, guidance, animate_guidance],
+                          api_visibility="private", **GPU_EVENT)
 
     demo.queue(max_size=None if queue_size is None else queue_size + UI_HEADROOM, default_concurrency_limit=1)
     return demo

@@ -13,9 +13,10 @@ import pytest
 import torch
 
 from higen_core import video_io
+from higen_core.shapes import parse_caption
 from studio import JobStopped, StudioError
-from studio.model import (DEMO_MODEL_DIR, MAX_MOTION_PROMPTS, StudioModel, animate_gpu_seconds, convert_vgen_cached,
-                          load_pipeline, parse_motion_prompts, zero_gpu)
+from studio.model import (DEMO_MODEL_DIR, MAX_MOTION_PROMPTS, SHAPES_APPEARANCE_FACTOR, SHAPES_GUIDANCE, StudioModel,
+                          animate_gpu_seconds, convert_vgen_cached, load_pipeline, parse_motion_prompts, zero_gpu)
 
 FAST = {"steps": 2, "guidance": 1.0}  # the fewest steps that still have a middle; no guidance halves the batch
 
@@ -258,17 +259,22 @@ def test_with_no_model_named_the_studio_runs_the_bundled_shapes_model(session):
     bundled = StudioModel.load(None)
     assert bundled.name == str(DEMO_MODEL_DIR) and not bundled.is_tiny
     assert (bundled.num_frames, bundled.motion_factor_range) == (8, (0.0, 20.0))
-    made = bundled.generate_prior(session, "a red circle on a blue background", seed=0, **FAST).priors[0]
+    made = bundled.generate_prior(session, "a red circle on a cyan background", seed=0, **FAST).priors[0]
     assert tuple(made.latents.shape) == (1, 4, 16, 16)
-    result = bundled.animate(session, "a red circle moves right on a blue background",
+    result = bundled.animate(session, "a red circle moves right on a cyan background",
                              motion_factor=bundled.default_motion_factor, seed=0, **FAST)
     frames = video_io.read_mp4_frames(result.videos[0].mp4_path)
     assert frames.shape == (8, 64, 64, 3)
     # its examples are captions of its own world (the tiny model shows general ones)
     for example in bundled.example_prompts:
-        assert example.endswith("background") and " on a " in example
+        parse_caption(example)  # raises for a caption outside the world (a background it never saw, say)
+    # and the factors and guidance left unset are the ones measured on it, inside its trained range
+    defaults = bundled.animate(session, "a red circle moves right on a cyan background", **{**FAST, "guidance": None})
+    settings = defaults.videos[0].settings
+    assert (settings["motion_factor"], settings["appearance_factor"], settings["guidance_scale"]) == (
+        10.0, SHAPES_APPEARANCE_FACTOR, SHAPES_GUIDANCE)
     bundled.name = os.path.relpath(DEMO_MODEL_DIR)  # the same folder named as `python app.py --model` would
-    assert bundled.example_prompts[0].endswith("background")
+    assert bundled.example_prompts[0].endswith("background") and bundled.default_guidance == SHAPES_GUIDANCE
 
 
 def test_load_another_model_and_vgen_conversion_is_cached(tmp_path, monkeypatch):

@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from studio.model import SHAPES_APPEARANCE_FACTOR, SHAPES_GUIDANCE, StudioModel
 from studio.sessions import PriorRecord
 from studio.ui import UI_HEADROOM, create_demo, default_motion_prompts, queue_full_message, record_id_from_path
 
@@ -37,6 +38,14 @@ def test_wiring(model, store):
     assert set(ELEM_IDS) <= ids
     slider = next(b for b in demo.blocks.values() if b.elem_id == "motion-factor")
     assert (slider.minimum, slider.maximum, slider.value) == (0, 100, 50)  # the tiny model's own range
+    starting = {b.elem_id: b.value for b in demo.blocks.values()
+                if b.elem_id in ("prior-guidance", "animate-guidance", "appearance-factor")}
+    assert starting == {"prior-guidance": 12.0, "animate-guidance": 12.0, "appearance-factor": 1.0}  # the pipeline's
+    demo_model = create_demo(StudioModel.load(None), store)  # the bundled demo model: the values measured on it
+    starting = {b.elem_id: b.value for b in demo_model.blocks.values()
+                if b.elem_id in ("prior-guidance", "animate-guidance", "appearance-factor", "motion-factor")}
+    assert starting == {"prior-guidance": SHAPES_GUIDANCE, "animate-guidance": SHAPES_GUIDANCE,
+                        "appearance-factor": SHAPES_APPEARANCE_FACTOR, "motion-factor": 10.0}
     banner = next(b for b in demo.blocks.values() if b.elem_id == "model-banner")
     assert banner.visible and "untrained tiny model" in banner.value
     gpu = [f for f in demo.fns.values() if f.concurrency_id == "gpu"]
