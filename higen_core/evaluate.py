@@ -19,6 +19,9 @@ factors (the *standard* video). Measured on the frames (values in [0, 1]):
   motion: moves, growth, spins and colour changes).
 * appearance_factor_spearman: Spearman correlation of γa with the appearance change, the distance between the mean
   RGB colours of the first and the last frame (a translation barely changes it; a colour change or growth does).
+* motion_factor_spearman_within, appearance_factor_spearman_within: the same correlations taken within each sample
+  (its videos share the prior and the starting noise, only the factor changes), averaged over the samples: whether
+  the factor orders one scene's videos, free of the spread between scenes.
 * direction_accuracy: share of the left/right videos whose tracked shape (the caption's first colour) travels the
   right way (sign of its least-squares x displacement); direction_colour_kept: share of their frames showing it.
 * prior_fidelity: share of standard videos whose middle frame (the trainer's spatial prior is the middle frame) has
@@ -322,6 +325,9 @@ def run_shapes(pipe: HiGenPipeline, samples: int, steps: int, seed: int, guidanc
         "standard_factors": {"motion_factor": standard_motion, "appearance_factor": appearance_factor},
         "motion_factor_spearman": spearman(*zip(*motion_pairs)),
         "appearance_factor_spearman": spearman(*zip(*appearance_pairs)),
+        "motion_factor_spearman_within": _mean(spearman(levels, s["frame_difference"]) for s in per_sample),
+        "appearance_factor_spearman_within": _mean(spearman(APPEARANCE_FACTORS, s["appearance_change"])
+                                                   for s in per_sample),
         "direction_accuracy": _mean(directions),
         "direction_colour_kept": _mean(colour_kept),
         "prior_fidelity": _mean(r["prior_ok"] for r in standard if r["prior_ok"] is not None),
@@ -367,6 +373,8 @@ def print_shapes(result: dict, model: str, steps: int) -> None:
          f"{c['motion_videos']} videos: {n} samples x {NUM_MOTION_FACTORS} motion factors {low:g}-{high:g}"),
         ("appearance_factor_spearman",
          f"{c['appearance_videos']} videos: {n} samples x appearance factors {factors}"),
+        ("motion_factor_spearman_within", f"within each sample, mean of {n}"),
+        ("appearance_factor_spearman_within", f"within each sample, mean of {n}"),
         ("direction_accuracy", (f"{c['direction_videos']} videos: {n} priors x left/right; colour found in "
                                 f"{result['direction_colour_kept']:.3f} of their frames")),
         ("prior_fidelity", f"{c['prior_videos']} standard videos, colour changes left out"),
@@ -375,7 +383,7 @@ def print_shapes(result: dict, model: str, steps: int) -> None:
         ("temporal_consistency", f"{c['standard_videos']} videos (track continuity)"),
     ]
     for key, note in rows:
-        print(f"  {key:<28} {result[key]:7.3f}   ({note})")
+        print(f"  {key:<33} {result[key]:7.3f}   ({note})")
     by_motion = ", ".join(f"{k} {v:.2f}" for k, v in result["text_motion_accuracy_by_motion"].items())
     print(f"  motion accuracy by caption motion: {by_motion}")
 
@@ -421,7 +429,8 @@ def write_plots(result: dict, folder: str | Path) -> list[Path]:
         ax.errorbar(factors, values.mean(0), yerr=values.std(0), color="tab:red", marker="o", capsize=3,
                     label="mean ± std")
         ax.set(xlabel=xlabel, ylabel=ylabel, xticks=factors,
-               title=f"Spearman {result[rho]:.2f} ({values.size} videos, {len(values)} samples)")
+               title=f"Spearman {result[rho]:.2f}, within a sample {result[rho + '_within']:.2f}\n"
+                     f"({values.size} videos, {len(values)} samples)")
         ax.legend(loc="upper left", fontsize=8)
         fig.tight_layout()
         fig.savefig(folder / name)

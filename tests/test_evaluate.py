@@ -6,6 +6,7 @@ import math
 import os
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -111,6 +112,28 @@ def test_frechet_distance_known_answers():
         evaluate.frechet_distance(a[:1], a)
 
 
+def test_within_sample_correlations_are_free_of_the_spread_between_scenes(monkeypatch):
+    # Each scene's videos get more motion as γm rises, but scenes differ far more than the factor's steps: the pooled
+    # correlation is weak, the within-sample one is exact.
+    scenes = {scene.seed: i for i, scene in enumerate(evaluate.eval_scenes(0, 3))}
+
+    def fake_sample(pipe, scene, requests, steps, guidance_scale, feature_cache_interval=1):
+        videos = []
+        for caption, motion_factor, appearance_factor in requests:
+            amplitude = 0.02 * motion_factor + 0.3 * scenes[scene.seed]
+            video = np.full((8, 8, 8, 3), 0.1) + (np.arange(8) % 2)[:, None, None, None] * amplitude
+            video[-1] += 0.1 * appearance_factor
+            videos.append(video)
+        return np.full((8, 8, 3), 0.1), np.stack(videos)
+
+    monkeypatch.setattr(evaluate, "generate_sample", fake_sample)
+    pipe = SimpleNamespace(unet=SimpleNamespace(config=SimpleNamespace(motion_factor_range=(0, 3))))
+    result = evaluate.run_shapes(pipe, samples=3, steps=1, seed=0, guidance_scale=1.0)
+    assert result["motion_factor_spearman_within"] == pytest.approx(1.0)
+    assert result["appearance_factor_spearman_within"] == pytest.approx(1.0)
+    assert result["motion_factor_spearman"] < 0.5
+
+
 def test_undefined_figures_are_null_in_json():
     assert math.isnan(evaluate.spearman([0, 1, 2], [1.0, 1.0, 1.0]))
     assert evaluate._json_ready({"x": math.nan, "y": [np.float32(0.5)], "z": np.bool_(True)}) == {
@@ -132,7 +155,7 @@ def tiny_model(tmp_path_factory):
 
 
 FIGURES = ("motion_factor_spearman", "appearance_factor_spearman", "direction_accuracy", "prior_fidelity",
-           "text_adherence")
+           "text_adherence", "motion_factor_spearman_within", "appearance_factor_spearman_within")
 
 
 def test_shapes_suite_end_to_end(tiny_model, tmp_path, capsys):
