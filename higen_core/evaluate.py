@@ -688,7 +688,8 @@ def evaluate(args: argparse.Namespace) -> dict | None:
               "feature_cache_interval": args.feature_cache_interval}
     result = run_shapes(pipe, args.samples, **common)
     result = {"suite": "shapes", "model": args.model, "steps": args.steps, "seed": args.seed,
-              "guidance_scale": args.guidance_scale, "scheduler": args.scheduler, "feature_cache_interval": args.feature_cache_interval, **result}
+              "guidance_scale": args.guidance_scale, "scheduler": args.scheduler,
+              "feature_cache_interval": args.feature_cache_interval, **result}
     print_shapes(result, args.model, args.steps)
     if args.ablation:
         rows = []
