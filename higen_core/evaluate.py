@@ -33,6 +33,10 @@ factors (the *standard* video). Measured on the frames (values in [0, 1]):
 * temporal_consistency: track continuity of the standard videos: the share of consecutive frame pairs in which the
   shapes (pixels not of the caption's background, at most half the frame) are found in both, their centroid moves at
   most 15% of the frame side and their area changes at most 2x. Flickering, vanishing or jumping shapes lower it.
+* motion_word_gap: whether the model has learned its direction words, without sampling: moving world clips are noised
+  to the noisiest timesteps (where only the conditions can say where the shape goes) and denoised once with their
+  caption and once with the direction mirrored (left <-> right, up <-> down); the mean relative rise of the training
+  loss. 0 means the words are ignored; motion_word_wins is the share of cases the true caption does better.
 * --ablation: temporal consistency and text adherence of each model's standard videos (Table 1 of the paper: without
   decoupling, structure-level only, both). Every model is sampled alike, prior then animation: a model trained
   without a prior or without the factors keeps those zero-initialised inputs at zero, so they do nothing.
@@ -64,7 +68,8 @@ import scipy.linalg
 import scipy.stats
 import torch
 
-from .pipeline_higen import HiGenPipeline, dpm_scheduler
+from .conditioning import appearance_matrix, motion_factors_from_latents
+from .pipeline_higen import HiGenPipeline, default_scheduler, dpm_scheduler, text_states
 from .shapes import (
     BACKGROUNDS,
     COLOURS,
@@ -72,6 +77,7 @@ from .shapes import (
     SHAPE_COLOURS,
     classify_motion,
     parse_caption,
+    render_video,
     sample_scene,
     segment_colour,
     track,
@@ -81,6 +87,12 @@ APPEARANCE_FACTORS = (0.0, 0.4, 0.8, 1.0)
 NUM_MOTION_FACTORS = 4
 # Seed stream of the evaluation scenes: np.random.SeedSequence([seed, 2]); the dataset uses 0 (videos), 1 (images).
 EVAL_STREAM = 2
+WORDS_STREAM = 3  # the motion-word clips' scenes
+WORD_CLIPS = 24
+# The noisiest timesteps of the zero-terminal-SNR schedule: the noisy input shows almost nothing, so the video's
+# layout and its motion must come from the conditions; the prior gives the layout, only the text the direction.
+WORD_TIMESTEPS = (960, 980, 999)
+MIRRORED = {"left": "right", "right": "left", "up": "down", "down": "up"}
 MIN_AREA_FRACTION = 6 / 64**2  # fewer matching pixels than this (6 at 64x64) is noise, not a shape
 PRIOR_DISTANCE = 0.1  # fraction of the frame side
 CONTINUITY_STEP = 0.15  # fraction of the frame side; a quick move covers 0.064 per frame at 8 frames
@@ -332,12 +344,58 @@ def run_shapes(pipe: HiGenPipeline, samples: int, steps: int, seed: int, guidanc
         "direction_colour_kept": _mean(colour_kept),
         "prior_fidelity": _mean(r["prior_ok"] for r in standard if r["prior_ok"] is not None),
         **summarise_standard(standard),
+        **motion_word_gap(pipe, seed, appearance_factor=appearance_factor),
         "motion_by_factor": _by_factor(motion_pairs), "appearance_by_factor": _by_factor(appearance_pairs),
         "counts": {"motion_videos": len(motion_pairs), "appearance_videos": len(appearance_pairs),
                    "direction_videos": len(directions), "standard_videos": len(standard),
                    "prior_videos": sum(r["prior_ok"] is not None for r in standard)},
         "per_sample": per_sample,
     }
+
+
+def mirrored_caption(caption: str) -> str:
+    """The caption with its direction of motion reversed ("moves left" -> "moves right", up <-> down)."""
+    words = caption.split(" ")
+    return " ".join(MIRRORED.get(w, w) if i and words[i - 1] in ("moves", "move") else w for i, w in enumerate(words))
+
+
+@torch.no_grad()
+def motion_word_gap(pipe: HiGenPipeline, seed: int, clips: int = WORD_CLIPS, appearance_factor: float = 1.0) -> dict:
+    """Whether the model has learned its motion words, free of the sampling noise that direction_accuracy carries.
+    World clips that move (left, right, up, down) are rendered and encoded, then noised at WORD_TIMESTEPS and
+    denoised once with their caption and once with the mirrored caption, conditioned as in training (middle-frame
+    prior, measured motion factors). motion_word_gap: mean of loss(mirrored) / loss(true) - 1 over clips and
+    timesteps (0: the direction words are ignored); motion_word_wins: share where the true caption's loss is lower."""
+    device, unet, vae = pipe._execution_device, pipe.unet, pipe.vae
+    scheduler = default_scheduler()  # the training objective's schedule, whatever sampler the pipeline uses
+    sample_size = unet.config.sample_size
+    frames = unet.config.num_frames
+    size = (sample_size if isinstance(sample_size, int) else sample_size[0]) * pipe.vae_scale_factor
+    seeds = np.random.SeedSequence([seed, WORDS_STREAM]).generate_state(clips * 20)
+    scenes = [s for s in map(sample_scene, map(int, seeds)) if s.motion.startswith("moves")][:clips]
+    timesteps = torch.tensor(WORD_TIMESTEPS, device=device)
+    gaps, wins = [], []
+    for scene in scenes:
+        pixels = torch.from_numpy(render_video(scene, frames, size)).permute(0, 3, 1, 2).float().div(127.5).sub(1)
+        latents = vae.encode(pixels.to(device, vae.dtype)).latent_dist.mean * vae.config.scaling_factor
+        latents = latents.float().transpose(0, 1)[None].expand(len(timesteps), -1, -1, -1, -1)  # (T, C, F, h, w)
+        generator = torch.Generator(device).manual_seed(scene.seed)
+        noise = pipe.prepare_latents(latents.shape, generator, offset_noise=True, device=device)
+        noisy = scheduler.add_noise(latents, noise, timesteps)
+        target = scheduler.get_velocity(latents, noise, timesteps)
+        conditions = {"spatial_prior": latents[:, :, frames // 2], "motion_factors": motion_factors_from_latents(latents),
+                      "appearance_matrix": appearance_matrix(appearance_factor, frames, unet.config.appearance_width)
+                      .expand(len(timesteps), -1, -1).to(device)}
+        losses = []
+        for caption in (scene.caption, mirrored_caption(scene.caption)):
+            states = text_states(pipe.tokenizer, pipe.text_encoder, [caption]).to(device, unet.dtype)
+            prediction = unet(noisy.to(unet.dtype), timesteps, states.expand(len(timesteps), -1, -1),
+                              **{k: v.to(unet.dtype) for k, v in conditions.items()}).sample
+            losses.append((prediction.float() - target).pow(2).mean(dim=(1, 2, 3, 4)))
+        gaps += (losses[1] / losses[0] - 1).tolist()
+        wins += (losses[0] < losses[1]).tolist()
+    return {"motion_word_gap": _mean(gaps), "motion_word_wins": _mean(wins), "motion_word_clips": len(scenes),
+            "motion_word_timesteps": list(WORD_TIMESTEPS)}
 
 
 def _by_factor(pairs: list[tuple[float, float]]) -> dict[str, dict]:
@@ -381,6 +439,9 @@ def print_shapes(result: dict, model: str, steps: int) -> None:
         ("text_adherence", (f"{c['standard_videos']} videos: colour {result['text_colour_accuracy']:.3f}, "
                             f"motion {result['text_motion_accuracy']:.3f}")),
         ("temporal_consistency", f"{c['standard_videos']} videos (track continuity)"),
+        ("motion_word_gap", (f"{result['motion_word_clips']} moving clips x timesteps {result['motion_word_timesteps']}"
+                             f": loss with mirrored direction / true - 1; true lower in "
+                             f"{result['motion_word_wins']:.3f}")),
     ]
     for key, note in rows:
         print(f"  {key:<33} {result[key]:7.3f}   ({note})")

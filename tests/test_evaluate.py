@@ -127,11 +127,34 @@ def test_within_sample_correlations_are_free_of_the_spread_between_scenes(monkey
         return np.full((8, 8, 3), 0.1), np.stack(videos)
 
     monkeypatch.setattr(evaluate, "generate_sample", fake_sample)
+    monkeypatch.setattr(evaluate, "motion_word_gap", lambda *args, **kwargs: {})
     pipe = SimpleNamespace(unet=SimpleNamespace(config=SimpleNamespace(motion_factor_range=(0, 3))))
     result = evaluate.run_shapes(pipe, samples=3, steps=1, seed=0, guidance_scale=1.0)
     assert result["motion_factor_spearman_within"] == pytest.approx(1.0)
     assert result["appearance_factor_spearman_within"] == pytest.approx(1.0)
     assert result["motion_factor_spearman"] < 0.5
+
+
+def test_mirrored_captions_reverse_only_the_direction():
+    assert evaluate.mirrored_caption("a red circle moves left quickly on a grey background") == (
+        "a red circle moves right quickly on a grey background")
+    two = "a white star and a blue square move up slowly on a cyan background"
+    assert evaluate.mirrored_caption(two) == "a white star and a blue square move down slowly on a cyan background"
+    assert evaluate.mirrored_caption(evaluate.mirrored_caption(two)) == two
+    assert evaluate.mirrored_caption("a red circle grows quickly on a grey background").endswith("grows quickly on a "
+                                                                                                 "grey background")
+
+
+def test_motion_word_gap_is_zero_for_a_model_that_ignores_its_text(monkeypatch):
+    pipe = tiny_pipeline(0)
+    real = evaluate.motion_word_gap(pipe, seed=0, clips=3)
+    assert real["motion_word_clips"] == 3 and math.isfinite(real["motion_word_gap"])
+    assert real["motion_word_gap"] != 0.0  # the tiny model's output depends on its caption
+    # Every caption encoded alike: the mirrored direction cannot change the loss.
+    same = evaluate.text_states(pipe.tokenizer, pipe.text_encoder, ["a red circle"])
+    monkeypatch.setattr(evaluate, "text_states", lambda tokenizer, encoder, captions: same)
+    ignored = evaluate.motion_word_gap(pipe, seed=0, clips=3)
+    assert ignored["motion_word_gap"] == 0.0 and ignored["motion_word_wins"] == 0.0
 
 
 def test_undefined_figures_are_null_in_json():
@@ -155,7 +178,7 @@ def tiny_model(tmp_path_factory):
 
 
 FIGURES = ("motion_factor_spearman", "appearance_factor_spearman", "direction_accuracy", "prior_fidelity",
-           "text_adherence", "motion_factor_spearman_within", "appearance_factor_spearman_within")
+           "text_adherence", "motion_factor_spearman_within", "appearance_factor_spearman_within", "motion_word_gap")
 
 
 def test_shapes_suite_end_to_end(tiny_model, tmp_path, capsys):
