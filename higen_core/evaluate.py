@@ -88,7 +88,7 @@ NUM_MOTION_FACTORS = 4
 # Seed stream of the evaluation scenes: np.random.SeedSequence([seed, 2]); the dataset uses 0 (videos), 1 (images).
 EVAL_STREAM = 2
 WORDS_STREAM = 3  # the motion-word clips' scenes
-WORD_CLIPS = 24
+WORD_CLIPS = 48
 # The noisiest timesteps of the zero-terminal-SNR schedule: the noisy input shows almost nothing, so the video's
 # layout and its motion must come from the conditions; the prior gives the layout, only the text the direction.
 WORD_TIMESTEPS = (960, 980, 999)
