@@ -68,7 +68,7 @@ import scipy.linalg
 import scipy.stats
 import torch
 
-from .conditioning import appearance_matrix, motion_factors_from_latents
+from .conditioning import appearance_matrix
 from .pipeline_higen import HiGenPipeline, default_scheduler, dpm_scheduler, text_states
 from .shapes import (
     BACKGROUNDS,
@@ -82,6 +82,7 @@ from .shapes import (
     segment_colour,
     track,
 )
+from .training.latents import higen_conditions
 
 APPEARANCE_FACTORS = (0.0, 0.4, 0.8, 1.0)
 NUM_MOTION_FACTORS = 4
@@ -369,8 +370,9 @@ def motion_word_gap(pipe: HiGenPipeline, seed: int, clips: int = WORD_CLIPS, app
     device, unet, vae = pipe._execution_device, pipe.unet, pipe.vae
     scheduler = default_scheduler()  # the training objective's schedule, whatever sampler the pipeline uses
     sample_size = unet.config.sample_size
-    frames = unet.config.num_frames
+    frames, width = unet.config.num_frames, unet.config.appearance_width
     size = (sample_size if isinstance(sample_size, int) else sample_size[0]) * pipe.vae_scale_factor
+    # Four motions in nine are moves: twenty seeds a clip leave plenty to choose from.
     seeds = np.random.SeedSequence([seed, WORDS_STREAM]).generate_state(clips * 20)
     scenes = [s for s in map(sample_scene, map(int, seeds)) if s.motion.startswith("moves")][:clips]
     timesteps = torch.tensor(WORD_TIMESTEPS, device=device)
@@ -383,9 +385,8 @@ def motion_word_gap(pipe: HiGenPipeline, seed: int, clips: int = WORD_CLIPS, app
         noise = pipe.prepare_latents(latents.shape, generator, offset_noise=True, device=device)
         noisy = scheduler.add_noise(latents, noise, timesteps)
         target = scheduler.get_velocity(latents, noise, timesteps)
-        conditions = {"spatial_prior": latents[:, :, frames // 2], "motion_factors": motion_factors_from_latents(latents),
-                      "appearance_matrix": appearance_matrix(appearance_factor, frames, unet.config.appearance_width)
-                      .expand(len(timesteps), -1, -1).to(device)}
+        rows = appearance_matrix(appearance_factor, frames, width).expand(len(timesteps), -1, -1)
+        conditions = higen_conditions(latents, rows, width)  # the trainer's own: middle-frame prior, measured γm
         losses = []
         for caption in (scene.caption, mirrored_caption(scene.caption)):
             states = text_states(pipe.tokenizer, pipe.text_encoder, [caption]).to(device, unet.dtype)
