@@ -376,6 +376,7 @@ def motion_word_gap(pipe: HiGenPipeline, seed: int, clips: int = WORD_CLIPS, app
     seeds = np.random.SeedSequence([seed, WORDS_STREAM]).generate_state(clips * 20)
     scenes = [s for s in map(sample_scene, map(int, seeds)) if s.motion.startswith("moves")][:clips]
     timesteps = torch.tensor(WORD_TIMESTEPS, device=device)
+    rows = appearance_matrix(appearance_factor, frames, width).expand(len(timesteps), -1, -1)
     gaps, wins = [], []
     for scene in scenes:
         pixels = torch.from_numpy(render_video(scene, frames, size)).permute(0, 3, 1, 2).float().div(127.5).sub(1)
@@ -385,7 +386,6 @@ def motion_word_gap(pipe: HiGenPipeline, seed: int, clips: int = WORD_CLIPS, app
         noise = pipe.prepare_latents(latents.shape, generator, offset_noise=True, device=device)
         noisy = scheduler.add_noise(latents, noise, timesteps)
         target = scheduler.get_velocity(latents, noise, timesteps)
-        rows = appearance_matrix(appearance_factor, frames, width).expand(len(timesteps), -1, -1)
         conditions = higen_conditions(latents, rows, width)  # the trainer's own: middle-frame prior, measured γm
         losses = []
         for caption in (scene.caption, mirrored_caption(scene.caption)):
