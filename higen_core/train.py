@@ -85,7 +85,8 @@ def scale_gradients_by_kind(unet: HiGenUNet3DModel) -> dict[str, float]:
 
     The hooks run before DDP averages the gradients across processes, so a process training on images adds nothing
     to the temporal and HiGen parameters while the video processes train them, and the 0.2 on the spatial
-    parameters applies to every process's contribution alike."""
+    parameters applies to every process's contribution alike. (AdamW divides a constant factor out again: only a
+    factor of 0, which freezes the parameters, and the share of the clipped norm change the steps it takes.)"""
     factors = {"spatial": 1.0, "temporal": 1.0, "higen": 1.0}
     for name, param in unet.named_parameters():
         kind = unet.parameter_kind(name)

@@ -107,8 +107,10 @@ class TrainConfig:
         "matrix. false (the ablation): the motion and appearance MLPs stay at zero, so the factors have no effect.",
         "objective")
     spatial_grad_scale: float = _field(
-        0.2, "Factor on the gradients of the spatial parameters (the text-to-image model's layers), which keeps "
-        "them close to the image model they came from.", "objective")
+        0.2, "Factor on the gradients of the spatial parameters (the text-to-image model's layers), as the paper "
+        "trains. Under AdamW a constant factor is divided out again (each step is normalised by the gradient's "
+        "running RMS), so values above 0 change little besides gradient clipping; 0 freezes those layers.",
+        "objective")
 
     # --- Optimisation --------------------------------------------------------------------------------------------
     max_train_steps: int = _field(25000, "Optimizer steps to train for.", "optimisation")
