@@ -19,6 +19,12 @@ stays inside the frame (start positions are chosen for the whole path). Sizes ch
 the clip), spins turn 90 or 180 degrees, colour changes blend over the whole clip (slowly) or its middle fifth
 (quickly); the colour inside a shape is uniform in every frame, with no anti-aliasing, so it can be segmented.
 
+Lighting (`sample_scene(seed, lighting=True)`, the dataset's `--lighting`): the light on a grey background goes down
+over the clip by a random amount (up to `MAX_DIMMING` of the way to black), and no caption says so. It is the kind of
+change HiGen's appearance factor γa is for: one the text leaves open and a self-supervised image model sees (the
+world's small DINO sees grey dim far more than a shape move; it barely sees black or cyan change brightness, so
+those stay lit). Every frame's background stays nearest its named colour.
+
 Captions (`Scene.caption`; two shapes take plural verbs and always do the same motion):
 
     a red circle moves left quickly on a black background
@@ -60,6 +66,10 @@ SHAPE_COLOURS = {
 }
 BACKGROUNDS = {"black": (0, 0, 0), "grey": (128, 128, 128), "cyan": (0, 255, 255)}
 COLOURS = {**SHAPE_COLOURS, **BACKGROUNDS}
+# Lighting: the background that dims, and how far toward black by the last frame at most (0.35 keeps it within 78 of
+# grey, well inside the tolerance that segments it).
+DIMMING_BACKGROUND = "grey"
+MAX_DIMMING = 0.35
 
 MOTIONS = ("moves left", "moves right", "moves up", "moves down", "grows", "shrinks", "spins", "changes colour",
            "stays still")
@@ -104,6 +114,7 @@ class Scene:
     motion: str
     speed: str | None  # None for "stays still"
     background: str
+    dimming: float = 0.0  # uncaptioned: the background's share of the way to black at the last frame
 
     @property
     def shape(self) -> str:
@@ -185,8 +196,9 @@ def _place(rng: np.random.Generator, shape: str, colour: str, target_colour: str
     return SceneObject(shape, colour, float(x), float(y), float(peak / max(growth, 1.0)), target_colour)
 
 
-def sample_scene(seed: int) -> Scene:
-    """The scene for a seed: the same seed always gives the same scene."""
+def sample_scene(seed: int, lighting: bool = False) -> Scene:
+    """The scene for a seed: the same seed always gives the same scene. With `lighting`, a grey background dims by a
+    random, uncaptioned amount; the rest of the scene is the same as without."""
     rng = np.random.default_rng(seed)
     motion = MOTIONS[rng.integers(len(MOTIONS))]
     speed = None if motion == "stays still" else SPEEDS[rng.integers(len(SPEEDS))]
@@ -203,7 +215,11 @@ def sample_scene(seed: int) -> Scene:
         _place(rng, choices[rng.integers(len(choices))], colours[i], target, region, motion, speed)
         for i, region in enumerate(_regions(motion, num_objects))
     )
-    return Scene(seed=int(seed), objects=objects, motion=motion, speed=speed, background=background)
+    # Drawn from a stream of its own, so that lighting leaves the rest of every scene as it was.
+    dimming = 0.0
+    if lighting and background == DIMMING_BACKGROUND:
+        dimming = float(np.random.default_rng([seed, 1]).uniform(0.0, MAX_DIMMING))
+    return Scene(seed=int(seed), objects=objects, motion=motion, speed=speed, background=background, dimming=dimming)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -214,6 +230,11 @@ def _frame_times(num_frames: int) -> np.ndarray:
     if num_frames < 1:
         raise ValueError(f"num_frames must be at least 1; got {num_frames}.")
     return np.linspace(0.0, 1.0, num_frames) if num_frames > 1 else np.zeros(1)
+
+
+def background_rgb(scene: Scene, t: float) -> list[int]:
+    """The background's colour at time t in [0, 1]: its named colour, dimmed linearly toward black by the lighting."""
+    return [int(round(c * (1.0 - scene.dimming * t))) for c in BACKGROUNDS[scene.background]]
 
 
 def _object_state(scene: Scene, obj: SceneObject, t: float, size: int) -> dict:
@@ -258,6 +279,8 @@ def ground_truth(scene: Scene, num_frames: int, size: int = 64) -> dict:
         "colours": [o.colour for o in scene.objects],
         "background": scene.background,
         "background_rgb": list(BACKGROUNDS[scene.background]),
+        "dimming": scene.dimming,
+        "background_rgbs": [background_rgb(scene, float(t)) for t in _frame_times(num_frames)],
         "num_frames": num_frames,
         "size": size,
         "frames": frame_states(scene, num_frames, size),
@@ -293,9 +316,9 @@ def _rasterise(vertices: list[tuple[float, float]], size: int) -> np.ndarray:
     return np.asarray(canvas.reduce(SUPERSAMPLE)) >= 128
 
 
-def _render_frame(states: list[dict], background: str, size: int) -> np.ndarray:
+def _render_frame(states: list[dict], background: list[int], size: int) -> np.ndarray:
     frame = np.empty((size, size, 3), dtype=np.uint8)
-    frame[:] = BACKGROUNDS[background]
+    frame[:] = background
     for state in states:
         vertices = _vertices(state["shape"], state["x"], state["y"], state["size"], state["rotation"])
         frame[_rasterise(vertices, size)] = state["rgb"]
@@ -304,7 +327,8 @@ def _render_frame(states: list[dict], background: str, size: int) -> np.ndarray:
 
 def render_video(scene: Scene, num_frames: int, size: int = 64) -> np.ndarray:
     """(num_frames, size, size, 3) uint8 frames; the first shows t = 0, the last t = 1."""
-    return np.stack([_render_frame(states, scene.background, size) for states in frame_states(scene, num_frames, size)])
+    return np.stack([_render_frame(states, background_rgb(scene, float(t)), size)
+                     for t, states in zip(_frame_times(num_frames), frame_states(scene, num_frames, size))])
 
 
 def render_image(scene: Scene, size: int = 64) -> tuple[np.ndarray, str]:
@@ -488,9 +512,11 @@ def _write_jsonl(path: Path, records: list[dict]) -> None:
 
 
 def write_dataset(folder: str | Path, num_videos: int, num_images: int, num_frames: int = 8, size: int = 64,
-                  fps: float = 8, seed: int = 0) -> dict:
+                  fps: float = 8, seed: int = 0, lighting: bool = False) -> dict:
     """Write videos/NNNNNN.mp4, images/NNNNNN.png and the manifests videos.jsonl and images.jsonl ({"path",
     "caption"}, paths relative to `folder`) and ground_truth.jsonl (`ground_truth` plus "path" and "kind").
+
+    `lighting`: grey backgrounds dim by an uncaptioned amount (`sample_scene`); images, first frames, show none of it.
 
     Returns {"folder", "videos", "images", "ground_truth" (manifest paths), "num_videos", "num_images"}.
     """
@@ -499,7 +525,7 @@ def write_dataset(folder: str | Path, num_videos: int, num_images: int, num_fram
     (folder / "images").mkdir(parents=True, exist_ok=True)
     videos, images, truths = [], [], []
     for i in range(num_videos):
-        scene = sample_scene(_scene_seed(seed, 0, i))
+        scene = sample_scene(_scene_seed(seed, 0, i), lighting)
         path = f"videos/{i:06d}.mp4"
         write_mp4(folder / path, render_video(scene, num_frames, size), fps)
         videos.append({"path": path, "caption": scene.caption})
@@ -529,9 +555,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=64, help="frame side in pixels (even)")
     parser.add_argument("--fps", type=float, default=8.0, help="frame rate of the videos")
     parser.add_argument("--seed", type=int, default=0, help="dataset seed")
+    parser.add_argument("--lighting", action="store_true",
+                        help="grey backgrounds dim by an uncaptioned amount (what the appearance factor learns)")
     args = parser.parse_args(argv)
     result = write_dataset(args.out, args.videos, args.images, num_frames=args.frames, size=args.size,
-                           fps=args.fps, seed=args.seed)
+                           fps=args.fps, seed=args.seed, lighting=args.lighting)
     print(json.dumps(result, indent=2))
     return 0
 

@@ -3,6 +3,7 @@
 that diffusers and transformers load:
 
     python -m higen_core.shapes_components --out DIR [--steps 1200] [--seed 0]
+    python -m higen_core.shapes_components --out DIR --lighting --vae-from OLD/vae --steps 800 --learning-rate 6e-4
 
 * `DIR/vae`: an `AutoencoderKL` trained here on rendered shapes frames, 64x64 RGB <-> 4x16x16 latents (three levels,
   scale factor 4), its `scaling_factor` set to 1 / std of its latents so that the latents have unit variance.
@@ -16,6 +17,12 @@ that diffusers and transformers load:
   shapes clips, sizes, CPU time) and `DIR/reconstructions.png` (rendered frames over their reconstructions).
 
 Weights are saved in float32: the three models together take about 5 MB.
+
+With `--lighting` the VAE also sees grey backgrounds dimmed toward black (the world's `--lighting`), which it must
+learn to draw: an autoencoder trained without them snaps every grey between 83 and 128 to grey or black.
+`--vae-from` continues training an existing VAE instead of starting afresh and keeps its scaling factor, so that a
+HiGen model trained on its latents carries over (the text encoder, tokenizer and DINO are rebuilt from the seed,
+identical to the ones built before).
 
 For training, point the trainer's `vae`, `text_encoder`, `tokenizer` and `appearance_model` fields at the subfolders.
 """
@@ -42,6 +49,7 @@ from .shapes import (
     SHAPE_COLOURS,
     Scene,
     SceneObject,
+    background_rgb,
     parse_caption,
     render_video,
     sample_scene,
@@ -88,16 +96,19 @@ def _scene_seeds(seed: int, stream: int, count: int) -> list[int]:
     return [int(s) for s in np.random.SeedSequence([seed, stream]).generate_state(count)]
 
 
-def random_frames(rng: np.random.Generator, count: int, size: int = FRAME_SIZE) -> tuple[np.ndarray, np.ndarray]:
+def random_frames(rng: np.random.Generator, count: int, size: int = FRAME_SIZE,
+                  lighting: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """(count, size, size, 3) uint8 frames, each a random frame of a fresh scene's clip (so every motion's in-between
-    states are seen: colour blends, turned and grown shapes), and (count, size, size) bool masks of their shapes and
-    outlines."""
+    states are seen: colour blends, turned and grown shapes, and with `lighting` dimmed backgrounds), and (count,
+    size, size) bool masks of their shapes and outlines."""
     frames, masks = [], []
     for scene_seed in rng.integers(0, 2**63, size=count):
-        scene = sample_scene(int(scene_seed))
-        frame = render_video(scene, CLIP_FRAMES, size)[rng.integers(CLIP_FRAMES)]
+        scene = sample_scene(int(scene_seed), lighting)
+        index = rng.integers(CLIP_FRAMES)
+        frame = render_video(scene, CLIP_FRAMES, size)[index]
         frames.append(frame)
-        masks.append(_dilate((frame != np.array(BACKGROUNDS[scene.background], dtype=np.uint8)).any(-1)))
+        background = np.array(background_rgb(scene, index / (CLIP_FRAMES - 1)), dtype=np.uint8)
+        masks.append(_dilate((frame != background).any(-1)))
     return np.stack(frames), np.stack(masks)
 
 
@@ -130,7 +141,8 @@ def build_vae(seed: int = 0) -> AutoencoderKL:
 
 
 def train_vae(vae: AutoencoderKL, steps: int, seed: int = 0, batch_size: int = 16, crop: int = 32,
-              full_frame_fraction: float = 0.25, learning_rate: float = 2e-3, log_every: int = 100) -> list[dict]:
+              full_frame_fraction: float = 0.25, learning_rate: float = 2e-3, log_every: int = 100,
+              lighting: bool = False) -> list[dict]:
     """Train on random crops of fresh frames, then on whole frames for the last `full_frame_fraction` of the steps
     (so that the group norms see whole-frame statistics). AdamW with a short warm-up and a cosine decay. Returns the
     training log."""
@@ -146,7 +158,7 @@ def train_vae(vae: AutoencoderKL, steps: int, seed: int = 0, batch_size: int = 1
     for step in range(steps):
         whole = step >= full_from
         # A whole frame costs four crops: half as many of them keep the step time within 2x.
-        frames, masks = random_frames(rng, batch_size // 2 if whole else batch_size)
+        frames, masks = random_frames(rng, batch_size // 2 if whole else batch_size, lighting=lighting)
         if not whole:
             corners = rng.integers(0, FRAME_SIZE - crop + 1, size=(len(frames), 2))
             frames = np.stack([f[t:t + crop, l:l + crop] for f, (t, l) in zip(frames, corners)])
@@ -363,21 +375,24 @@ def folder_megabytes(folder: Path) -> float:
 
 
 def build_components(out: str | Path, steps: int = 1200, seed: int = 0, batch_size: int = 16,
-                     measure: int = 256) -> dict:
+                     measure: int = 256, lighting: bool = False, vae_from: str | Path | None = None,
+                     learning_rate: float = 2e-3) -> dict:
     """Build, check and save every component under `out`; returns (and writes) the report. `measure` sets the size
     of the measurements: validation frames (the reconstruction error and the scaling factor), clips for the motion
-    factors (half as many) and scenes for the appearance check (a quarter)."""
+    factors (half as many) and scenes for the appearance check (a quarter). `lighting` and `vae_from`: see the
+    module's docstring."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     wall, cpu = time.time(), time.process_time()
 
-    # 1. VAE: train, then set the scaling factor from the spread of posterior draws (what the trainer denoises).
-    vae = build_vae(seed)
-    log = train_vae(vae, steps, seed=seed, batch_size=batch_size)
+    # 1. VAE: train, then set the scaling factor from the spread of posterior draws (what the trainer denoises); a
+    #    continued VAE keeps its own, which the latents of the models trained on it are scaled by.
+    vae = AutoencoderKL.from_pretrained(vae_from) if vae_from is not None else build_vae(seed)
+    log = train_vae(vae, steps, seed=seed, batch_size=batch_size, learning_rate=learning_rate, lighting=lighting)
     train_cpu = time.process_time() - cpu
     frames = validation_frames(seed, measure)
     latents = encode(vae, frames, sample=True)
-    scaling_factor = 1.0 / float(latents.std())
+    scaling_factor = vae.config.scaling_factor if vae_from is not None else 1.0 / float(latents.std())
     vae.register_to_config(scaling_factor=scaling_factor)
     reconstructions = reconstruct(vae, frames)
     vae.save_pretrained(out / "vae")
@@ -396,7 +411,9 @@ def build_components(out: str | Path, steps: int = 1200, seed: int = 0, batch_si
 
     report = {
         "seed": seed,
-        "vae": {"steps": steps, "batch_size": batch_size, "parameters": sum(p.numel() for p in vae.parameters()),
+        "vae": {"from": str(vae_from) if vae_from is not None else None, "lighting": lighting, "steps": steps,
+                "learning_rate": learning_rate, "batch_size": batch_size,
+                "parameters": sum(p.numel() for p in vae.parameters()),
                 "reconstruction": reconstruction_report(frames, reconstructions),
                 "scaling_factor": scaling_factor,
                 "latent_mean": float(latents.mean()), "latent_std": float(latents.std()),
@@ -426,8 +443,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=1200, help="VAE training steps")
     parser.add_argument("--batch-size", type=int, default=16, help="VAE crops per step (whole frames: half)")
     parser.add_argument("--seed", type=int, default=0, help="seed of every weight and of the training frames")
+    parser.add_argument("--learning-rate", type=float, default=2e-3, help="VAE peak learning rate")
+    parser.add_argument("--lighting", action="store_true", help="the VAE also trains on dimmed grey backgrounds")
+    parser.add_argument("--vae-from", default=None,
+                        help="continue training this VAE folder (keeps its scaling factor) instead of a new one")
     args = parser.parse_args(argv)
-    report = build_components(args.out, args.steps, args.seed, args.batch_size)
+    report = build_components(args.out, args.steps, args.seed, args.batch_size, lighting=args.lighting,
+                              vae_from=args.vae_from, learning_rate=args.learning_rate)
     summary = {k: report[k] for k in ("megabytes", "motion_factors", "cpu_seconds", "wall_seconds")}
     summary["vae"] = {k: report["vae"][k] for k in ("reconstruction", "scaling_factor", "latent_mean",
                                                     "train_cpu_seconds")}

@@ -217,3 +217,39 @@ def test_datasets_are_deterministic_and_the_cli_writes_one(tmp_path):
         assert (tmp_path / "a" / name).read_text() == (tmp_path / "b" / name).read_text()
     for path in ("images/000001.png", "videos/000001.mp4"):
         assert (tmp_path / "a" / path).read_bytes() == (tmp_path / "b" / path).read_bytes()
+
+
+def test_lighting_dims_grey_backgrounds_only_and_leaves_the_rest_of_the_scene():
+    dimmed = 0
+    for seed in SEEDS:
+        plain, lit = sample_scene(seed), sample_scene(seed, lighting=True)
+        # The caption never says so, and the shapes do exactly what they did without lighting.
+        assert (lit.caption, lit.objects, lit.motion) == (plain.caption, plain.objects, plain.motion)
+        assert plain.dimming == 0.0
+        assert 0.0 <= lit.dimming <= shapes.MAX_DIMMING
+        assert lit.dimming == 0.0 or lit.background == shapes.DIMMING_BACKGROUND
+        dimmed += lit.dimming > 0
+    assert dimmed > len(SEEDS) // 5  # about a third of the scenes have a grey background
+
+
+def test_a_dimming_background_is_in_the_pixels_and_the_ground_truth():
+    scene = next(s for s in (sample_scene(seed, lighting=True) for seed in SEEDS) if s.dimming > 0.25)
+    frames, truth = render_video(scene, 8, 64), shapes.ground_truth(scene, 8, 64)
+    corners = frames[:, 0, 0]  # the shapes keep off the frame's edge
+    np.testing.assert_array_equal(corners, truth["background_rgbs"])
+    assert truth["dimming"] == scene.dimming
+    assert list(corners[0]) == list(BACKGROUNDS["grey"])
+    assert corners[-1][0] == round(128 * (1 - scene.dimming))
+    assert np.all(np.diff(corners[:, 0].astype(int)) <= 0)  # darker frame after frame
+    # Still the named background, so the measurements segment it, and the shapes measure as before.
+    assert {nearest_colour_name(c) for c in corners} == {"grey"}
+    assert measured_motion(frames, scene) == scene.motion
+
+
+def test_the_cli_writes_a_lit_dataset(tmp_path):
+    assert shapes.main(["--out", str(tmp_path), "--videos", "12", "--images", "2", "--size", "16", "--lighting"]) == 0
+    truths = read_jsonl(tmp_path / "ground_truth.jsonl")
+    videos = [t for t in truths if t["kind"] == "video"]
+    assert any(t["dimming"] > 0 for t in videos)
+    assert all(t["dimming"] == 0 for t in truths if t["kind"] == "image")  # an image is a first frame
+    assert [t["caption"] for t in videos] == [sample_scene(t["seed"]).caption for t in videos]

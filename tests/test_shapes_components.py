@@ -94,3 +94,23 @@ def test_vae_training_is_deterministic():
         components.train_vae(vae, steps=2, seed=1, batch_size=2, log_every=10)
         weights.append(torch.cat([p.detach().flatten() for p in vae.parameters()]))
     torch.testing.assert_close(weights[0], weights[1], rtol=0, atol=0)
+
+
+def test_lit_training_frames_mask_the_shapes_not_the_dimmed_background():
+    rng = np.random.default_rng(0)
+    frames, masks = components.random_frames(rng, 48, lighting=True)
+    dimmed = [i for i, f in enumerate(frames) if 83 <= f[0, 0, 0] < 127 and len(set(f[0, 0])) == 1]
+    assert dimmed  # some frames show a grey background part-way dimmed
+    for i in dimmed:
+        assert masks[i].mean() < 0.5 and not masks[i][0, 0]
+
+
+def test_a_continued_vae_keeps_its_scaling_factor_and_the_other_components(built, tmp_path):
+    out, report = built
+    again = components.build_components(tmp_path, steps=2, batch_size=4, measure=8, lighting=True,
+                                        vae_from=out / "vae", learning_rate=1e-4)
+    assert again["vae"]["from"] == str(out / "vae") and again["vae"]["lighting"]
+    assert AutoencoderKL.from_pretrained(tmp_path / "vae").config.scaling_factor == report["vae"]["scaling_factor"]
+    # The text encoder and the DINO are rebuilt from the seed: the same weights, so models trained with them carry over.
+    for name in ("text_encoder", "appearance"):
+        assert (tmp_path / name / "model.safetensors").read_bytes() == (out / name / "model.safetensors").read_bytes()
