@@ -19,8 +19,8 @@ stays inside the frame (start positions are chosen for the whole path). Sizes ch
 the clip), spins turn 90 or 180 degrees, colour changes blend over the whole clip (slowly) or its middle fifth
 (quickly); the colour inside a shape is uniform in every frame, with no anti-aliasing, so it can be segmented.
 
-Lighting (`sample_scene(seed, lighting=True)`, the dataset's `--lighting`): the light on a grey background goes down
-over the clip by a random amount (up to `MAX_DIMMING` of the way to black), and no caption says so. It is the kind of
+Lighting (`sample_scene(seed, lighting=True)`, the dataset's `--lighting`): in half the scenes on a grey background the
+light goes down over the clip (by `DIMMING` of the way to black), and no caption says so. It is the kind of
 change HiGen's appearance factor γa is for: one the text leaves open and a self-supervised image model sees (the
 world's small DINO sees grey dim far more than a shape move; it barely sees black or cyan change brightness, so
 those stay lit). Every frame's background stays nearest its named colour.
@@ -66,10 +66,13 @@ SHAPE_COLOURS = {
 }
 BACKGROUNDS = {"black": (0, 0, 0), "grey": (128, 128, 128), "cyan": (0, 255, 255)}
 COLOURS = {**SHAPE_COLOURS, **BACKGROUNDS}
-# Lighting: the background that dims, and how far toward black by the last frame at most (0.35 keeps it within 78 of
-# grey, well inside the tolerance that segments it).
+# Lighting: the background that dims, the share of its scenes that do, and how far toward black by the last frame.
+# Dimmed or not, rather than a little or a lot: the world's DINO saturates (a 0.15 dimming already moves γa from
+# about 0.3 to 0.65, 0.3 to 0.8), so it tells whether the light changed far better than by how much. 0.35 keeps the
+# background within 78 of grey, well inside the tolerance that segments it.
 DIMMING_BACKGROUND = "grey"
-MAX_DIMMING = 0.35
+DIMMING_SHARE = 0.5
+DIMMING = (0.15, 0.35)
 
 MOTIONS = ("moves left", "moves right", "moves up", "moves down", "grows", "shrinks", "spins", "changes colour",
            "stays still")
@@ -198,7 +201,7 @@ def _place(rng: np.random.Generator, shape: str, colour: str, target_colour: str
 
 def sample_scene(seed: int, lighting: bool = False) -> Scene:
     """The scene for a seed: the same seed always gives the same scene. With `lighting`, a grey background dims by a
-    random, uncaptioned amount; the rest of the scene is the same as without."""
+    random, uncaptioned amount in half the scenes; the rest of the scene is the same as without."""
     rng = np.random.default_rng(seed)
     motion = MOTIONS[rng.integers(len(MOTIONS))]
     speed = None if motion == "stays still" else SPEEDS[rng.integers(len(SPEEDS))]
@@ -216,9 +219,9 @@ def sample_scene(seed: int, lighting: bool = False) -> Scene:
         for i, region in enumerate(_regions(motion, num_objects))
     )
     # Drawn from a stream of its own, so that lighting leaves the rest of every scene as it was.
-    dimming = 0.0
-    if lighting and background == DIMMING_BACKGROUND:
-        dimming = float(np.random.default_rng([seed, 1]).uniform(0.0, MAX_DIMMING))
+    dimming, light = 0.0, np.random.default_rng([seed, 1])
+    if lighting and background == DIMMING_BACKGROUND and light.random() < DIMMING_SHARE:
+        dimming = float(light.uniform(*DIMMING))
     return Scene(seed=int(seed), objects=objects, motion=motion, speed=speed, background=background, dimming=dimming)
 
 
