@@ -448,6 +448,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--vae-from", default=None,
                         help="continue training this VAE folder (keeps its scaling factor) instead of a new one")
     args = parser.parse_args(argv)
+    if args.vae_from is not None and not (Path(args.vae_from) / "config.json").is_file():
+        parser.error(f"--vae-from {args.vae_from}: no VAE there; give the vae/ folder of built components "
+                     f"(e.g. runs/shapes/components/vae).")
     report = build_components(args.out, args.steps, args.seed, args.batch_size, lighting=args.lighting,
                               vae_from=args.vae_from, learning_rate=args.learning_rate)
     summary = {k: report[k] for k in ("megabytes", "motion_factors", "cpu_seconds", "wall_seconds")}

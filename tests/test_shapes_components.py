@@ -114,3 +114,9 @@ def test_a_continued_vae_keeps_its_scaling_factor_and_the_other_components(built
     # The text encoder and the DINO are rebuilt from the seed: the same weights, so models trained with them carry over.
     for name in ("text_encoder", "appearance"):
         assert (tmp_path / name / "model.safetensors").read_bytes() == (out / name / "model.safetensors").read_bytes()
+
+
+def test_continuing_a_missing_vae_says_where_to_point(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        components.main(["--out", str(tmp_path / "out"), "--vae-from", str(tmp_path / "nothing")])
+    assert "no VAE there" in capsys.readouterr().err and not (tmp_path / "out").exists()
