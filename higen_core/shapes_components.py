@@ -44,7 +44,6 @@ from transformers import BitImageProcessorPil, CLIPTextConfig, CLIPTextModel, CL
 
 from .conditioning import motion_factors_from_latents
 from .shapes import (
-    BACKGROUNDS,
     COLOURS,
     SHAPE_COLOURS,
     Scene,
