@@ -37,6 +37,7 @@ factors (the *standard* video). Measured on the frames (values in [0, 1]):
   to the noisiest timesteps (where only the conditions can say where the shape goes) and denoised once with their
   caption and once with the direction mirrored (left <-> right, up <-> down); the mean relative rise of the training
   loss. 0 means the words are ignored; motion_word_wins is the share of cases the true caption does better.
+  size_word_gap / size_word_wins: the same for clips that grow or shrink, with the two words swapped.
 * --ablation: temporal consistency and text adherence of each model's standard videos (Table 1 of the paper: without
   decoupling, structure-level only, both). Every model is sampled alike, prior then animation: a model trained
   without a prior or without the factors keeps those zero-initialised inputs at zero, so they do nothing.
@@ -90,10 +91,12 @@ NUM_MOTION_FACTORS = 4
 EVAL_STREAM = 2
 WORDS_STREAM = 3  # the motion-word clips' scenes
 WORD_CLIPS = 48
+SIZE_WORD_CLIPS = 24
 # The noisiest timesteps of the zero-terminal-SNR schedule: the noisy input shows almost nothing, so the video's
 # layout and its motion must come from the conditions; the prior gives the layout, only the text the direction.
 WORD_TIMESTEPS = (960, 980, 999)
 MIRRORED = {"left": "right", "right": "left", "up": "down", "down": "up"}
+SIZE_SWAPPED = {"grows": "shrinks", "shrinks": "grows", "grow": "shrink", "shrink": "grow"}
 MIN_AREA_FRACTION = 6 / 64**2  # fewer matching pixels than this (6 at 64x64) is noise, not a shape
 PRIOR_DISTANCE = 0.1  # fraction of the frame side
 CONTINUITY_STEP = 0.15  # fraction of the frame side; a quick move covers 0.064 per frame at 8 frames
@@ -360,21 +363,40 @@ def mirrored_caption(caption: str) -> str:
     return " ".join(MIRRORED.get(w, w) if i and words[i - 1] in ("moves", "move") else w for i, w in enumerate(words))
 
 
+def size_swapped_caption(caption: str) -> str:
+    """The caption with growing and shrinking swapped ("grows" -> "shrinks", "grow" -> "shrink" and back)."""
+    return " ".join(SIZE_SWAPPED.get(w, w) for w in caption.split(" "))
+
+
 @torch.no_grad()
-def motion_word_gap(pipe: HiGenPipeline, seed: int, clips: int = WORD_CLIPS, appearance_factor: float = 1.0) -> dict:
+def motion_word_gap(pipe: HiGenPipeline, seed: int, clips: int = WORD_CLIPS, appearance_factor: float = 1.0,
+                    size_clips: int = SIZE_WORD_CLIPS) -> dict:
     """Whether the model has learned its motion words, free of the sampling noise that direction_accuracy carries.
     World clips that move (left, right, up, down) are rendered and encoded, then noised at WORD_TIMESTEPS and
     denoised once with their caption and once with the mirrored caption, conditioned as in training (middle-frame
     prior, measured motion factors). motion_word_gap: mean of loss(mirrored) / loss(true) - 1 over clips and
-    timesteps (0: the direction words are ignored); motion_word_wins: share where the true caption's loss is lower."""
+    timesteps (0: the direction words are ignored); motion_word_wins: share where the true caption's loss is lower.
+    size_word_gap / size_word_wins: the same for clips that grow or shrink, with those two words swapped."""
+    # Four motions in nine are moves, two grow or shrink: twenty seeds a clip leave plenty to choose from.
+    seeds = np.random.SeedSequence([seed, WORDS_STREAM]).generate_state(max(clips, size_clips) * 20)
+    scenes = [sample_scene(int(s)) for s in seeds]
+    moving = [s for s in scenes if s.motion.startswith("moves")][:clips]
+    sizing = [s for s in scenes if s.motion in ("grows", "shrinks")][:size_clips]
+    gaps, wins = _caption_gap(pipe, moving, mirrored_caption, appearance_factor)
+    size_gaps, size_wins = _caption_gap(pipe, sizing, size_swapped_caption, appearance_factor)
+    return {"motion_word_gap": _mean(gaps), "motion_word_wins": _mean(wins), "motion_word_clips": len(moving),
+            "motion_word_timesteps": list(WORD_TIMESTEPS),
+            "size_word_gap": _mean(size_gaps), "size_word_wins": _mean(size_wins), "size_word_clips": len(sizing)}
+
+
+def _caption_gap(pipe: HiGenPipeline, scenes: list, swap: Callable[[str], str],
+                 appearance_factor: float) -> tuple[list[float], list[bool]]:
+    """Per clip and WORD_TIMESTEPS: loss(swapped caption) / loss(true caption) - 1, and whether the true one won."""
     device, unet, vae = pipe._execution_device, pipe.unet, pipe.vae
     scheduler = default_scheduler()  # the training objective's schedule, whatever sampler the pipeline uses
     sample_size = unet.config.sample_size
     frames, width = unet.config.num_frames, unet.config.appearance_width
     size = (sample_size if isinstance(sample_size, int) else sample_size[0]) * pipe.vae_scale_factor
-    # Four motions in nine are moves: twenty seeds a clip leave plenty to choose from.
-    seeds = np.random.SeedSequence([seed, WORDS_STREAM]).generate_state(clips * 20)
-    scenes = [s for s in map(sample_scene, map(int, seeds)) if s.motion.startswith("moves")][:clips]
     timesteps = torch.tensor(WORD_TIMESTEPS, device=device)
     rows = appearance_matrix(appearance_factor, frames, width).expand(len(timesteps), -1, -1)
     gaps, wins = [], []
@@ -388,15 +410,14 @@ def motion_word_gap(pipe: HiGenPipeline, seed: int, clips: int = WORD_CLIPS, app
         target = scheduler.get_velocity(latents, noise, timesteps)
         conditions = higen_conditions(latents, rows, width)  # the trainer's own: middle-frame prior, measured γm
         losses = []
-        for caption in (scene.caption, mirrored_caption(scene.caption)):
+        for caption in (scene.caption, swap(scene.caption)):
             states = text_states(pipe.tokenizer, pipe.text_encoder, [caption]).to(device, unet.dtype)
             prediction = unet(noisy.to(unet.dtype), timesteps, states.expand(len(timesteps), -1, -1),
                               **{k: v.to(unet.dtype) for k, v in conditions.items()}).sample
             losses.append((prediction.float() - target).pow(2).mean(dim=(1, 2, 3, 4)))
         gaps += (losses[1] / losses[0] - 1).tolist()
         wins += (losses[0] < losses[1]).tolist()
-    return {"motion_word_gap": _mean(gaps), "motion_word_wins": _mean(wins), "motion_word_clips": len(scenes),
-            "motion_word_timesteps": list(WORD_TIMESTEPS)}
+    return gaps, wins
 
 
 def _by_factor(pairs: list[tuple[float, float]]) -> dict[str, dict]:
@@ -443,6 +464,8 @@ def print_shapes(result: dict, model: str, steps: int) -> None:
         ("motion_word_gap", (f"{result['motion_word_clips']} moving clips x timesteps {result['motion_word_timesteps']}"
                              f": loss with mirrored direction / true - 1; true lower in "
                              f"{result['motion_word_wins']:.3f}")),
+        ("size_word_gap", (f"{result['size_word_clips']} growing or shrinking clips, the same timesteps: loss with "
+                           f"grows <-> shrinks / true - 1; true lower in {result['size_word_wins']:.3f}")),
     ]
     for key, note in rows:
         print(f"  {key:<33} {result[key]:7.3f}   ({note})")

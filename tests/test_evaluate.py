@@ -143,18 +143,24 @@ def test_mirrored_captions_reverse_only_the_direction():
     assert evaluate.mirrored_caption(evaluate.mirrored_caption(two)) == two
     assert evaluate.mirrored_caption("a red circle grows quickly on a grey background").endswith("grows quickly on a "
                                                                                                  "grey background")
+    assert evaluate.size_swapped_caption("a red circle grows quickly on a grey background") == (
+        "a red circle shrinks quickly on a grey background")
+    two = "a white star and a blue square shrink slowly on a black background"
+    assert evaluate.size_swapped_caption(two) == "a white star and a blue square grow slowly on a black background"
 
 
 def test_motion_word_gap_is_zero_for_a_model_that_ignores_its_text(monkeypatch):
     pipe = tiny_pipeline(0)
-    real = evaluate.motion_word_gap(pipe, seed=0, clips=3)
+    real = evaluate.motion_word_gap(pipe, seed=0, clips=3, size_clips=2)
     assert real["motion_word_clips"] == 3 and math.isfinite(real["motion_word_gap"])
     assert real["motion_word_gap"] != 0.0  # the tiny model's output depends on its caption
+    assert real["size_word_clips"] == 2 and real["size_word_gap"] != 0.0
     # Every caption encoded alike: the mirrored direction cannot change the loss.
     same = evaluate.text_states(pipe.tokenizer, pipe.text_encoder, ["a red circle"])
     monkeypatch.setattr(evaluate, "text_states", lambda tokenizer, encoder, captions: same)
-    ignored = evaluate.motion_word_gap(pipe, seed=0, clips=3)
+    ignored = evaluate.motion_word_gap(pipe, seed=0, clips=3, size_clips=2)
     assert ignored["motion_word_gap"] == 0.0 and ignored["motion_word_wins"] == 0.0
+    assert ignored["size_word_gap"] == 0.0 and ignored["size_word_wins"] == 0.0
 
 
 def test_undefined_figures_are_null_in_json():
