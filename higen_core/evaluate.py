@@ -11,8 +11,10 @@
 **Shapes suite.** Each sample is a scene of the shapes world (`shapes.sample_scene`, seeds apart from the dataset's).
 Spatial reasoning makes a prior from its image caption; one batched `animate` call, every video from the same
 starting noise, then makes: the caption at 4 motion factors spread over the model's `motion_factor_range`, the
-caption at γa in {0, 0.4, 0.8, 1.0}, the same shapes "moving left" and "moving right", and the caption at the default
-factors (the *standard* video). Measured on the frames (values in [0, 1]):
+caption at γa in {0, 0.4, 0.8, 1.0}, the same shapes "moving left" and "moving right", and the caption at its own
+motion factor (the *standard* video: by default the γm of the scene's ground-truth clip, measured on its latents as the
+trainer measures it, so that "stays still" is asked for at 0 and "moves left quickly" at a quick move's γm; the other
+videos use one fixed γm, --motion-factor). Measured on the frames (values in [0, 1]):
 
 * motion_factor_spearman: Spearman correlation, over all samples, of γm with the mean absolute difference of
   consecutive frames (the pixel counterpart of γm, a frame-difference magnitude; it needs no tracking and covers every
@@ -60,7 +62,7 @@ import math
 import sys
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 
 import av
@@ -69,20 +71,20 @@ import scipy.linalg
 import scipy.stats
 import torch
 
-from .conditioning import appearance_matrix
+from .conditioning import appearance_matrix, motion_factors_from_latents
 from .pipeline_higen import HiGenPipeline, default_scheduler, dpm_scheduler, text_states
-from .shapes import (
-    BACKGROUNDS,
-    COLOURS,
-    DEFAULT_TOLERANCE,
-    SHAPE_COLOURS,
-    classify_motion,
-    parse_caption,
-    render_video,
-    sample_scene,
-    segment_colour,
-    track,
+from .measures import (
+    appearance_change,
+    centroid,
+    dominant_colour,
+    frame_difference,
+    measured_motion,
+    presence,
+    spearman,
+    track_continuity,
+    x_displacement,
 )
+from .shapes import SHAPE_COLOURS, parse_caption, render_video, sample_scene
 from .training.latents import higen_conditions
 
 APPEARANCE_FACTORS = (0.0, 0.4, 0.8, 1.0)
@@ -97,107 +99,13 @@ SIZE_WORD_CLIPS = 24
 WORD_TIMESTEPS = (960, 980, 999)
 MIRRORED = {"left": "right", "right": "left", "up": "down", "down": "up"}
 SIZE_SWAPPED = {"grows": "shrinks", "shrinks": "grows", "grow": "shrink", "shrink": "grow"}
-MIN_AREA_FRACTION = 6 / 64**2  # fewer matching pixels than this (6 at 64x64) is noise, not a shape
 PRIOR_DISTANCE = 0.1  # fraction of the frame side
-CONTINUITY_STEP = 0.15  # fraction of the frame side; a quick move covers 0.064 per frame at 8 frames
-CONTINUITY_AREA = 2.0
-MAX_SHAPE_AREA = 0.5  # of the frame; the world's largest scenes (two grown shapes) cover about a quarter
 FID_FRAMES = 16
 VIDEO_EXTENSIONS = {".mp4", ".webm", ".mov", ".avi", ".mkv", ".gif"}
 
 
 class EvaluationError(ValueError):
     """A bad argument or an unloadable model; the message names the flag."""
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Measurements on (F, H, W, 3) frames, floats in [0, 1] or uint8
-
-
-def as_float(video: np.ndarray) -> np.ndarray:
-    video = np.asarray(video)
-    return video.astype(np.float32) / 255.0 if video.dtype == np.uint8 else video.astype(np.float32)
-
-
-def min_area(video: np.ndarray) -> int:
-    return max(1, round(video.shape[-3] * video.shape[-2] * MIN_AREA_FRACTION))
-
-
-def frame_difference(video: np.ndarray) -> float:
-    """Mean absolute difference of consecutive frames: the motion measure."""
-    video = as_float(video)
-    return float(np.abs(video[1:] - video[:-1]).mean())
-
-
-def appearance_change(video: np.ndarray) -> float:
-    """Euclidean distance of the first and last frames' mean RGB colours: the appearance measure."""
-    video = as_float(video)
-    return float(np.linalg.norm(video[0].mean((0, 1)) - video[-1].mean((0, 1))))
-
-
-def x_displacement(video: np.ndarray, rgb: Sequence[float]) -> float:
-    """Least-squares slope of the colour's centroid column times the clip length (pixels); NaN if it is found in
-    fewer than two frames."""
-    found = track(as_float(video), rgb, min_area=min_area(video))
-    present = ~np.isnan(found.x)
-    if present.sum() < 2:
-        return math.nan
-    frames = np.flatnonzero(present)
-    return float(np.polyfit(frames, found.x[present], 1)[0] * (len(video) - 1))
-
-
-def presence(video: np.ndarray, rgb: Sequence[float]) -> float:
-    """Share of frames in which the colour is found."""
-    return float((~np.isnan(track(as_float(video), rgb, min_area=min_area(video)).area)).mean())
-
-
-def dominant_colour(frame: np.ndarray) -> str | None:
-    """The shape colour most pixels of one (H, W, 3) frame are within tolerance of (each pixel counted for its
-    nearest named colour), or None when no shape colour covers the minimum area."""
-    pixels = as_float(frame).reshape(-1, 3) * 255.0
-    palette = np.array(list(COLOURS.values()), dtype=np.float32)
-    distances = np.linalg.norm(pixels[:, None] - palette, axis=-1)
-    nearest = distances.argmin(1)[distances.min(1) <= DEFAULT_TOLERANCE]
-    counts = {name: int((nearest == i).sum()) for i, name in enumerate(COLOURS) if name in SHAPE_COLOURS}
-    name = max(counts, key=counts.get)
-    return name if counts[name] >= min_area(frame[None]) else None
-
-
-def centroid(frame: np.ndarray, colour: str) -> tuple[float, float] | None:
-    found = track(as_float(frame)[None], SHAPE_COLOURS[colour], min_area=min_area(frame[None]))
-    return None if np.isnan(found.x[0]) else (float(found.x[0]), float(found.y[0]))
-
-
-def measured_motion(video: np.ndarray, caption: str) -> str:
-    """`classify_motion` of the caption's first colour (with its target's track for a colour change)."""
-    parsed, video = parse_caption(caption), as_float(video)
-    area = min_area(video)
-    target = parsed["target_colour"]
-    target_track = track(video, SHAPE_COLOURS[target], min_area=area) if target else None
-    return classify_motion(track(video, SHAPE_COLOURS[parsed["colour"]], min_area=area), target_track)
-
-
-def track_continuity(video: np.ndarray, caption: str) -> float:
-    """Share of consecutive frame pairs in which the caption's shapes (every pixel not of its background colour, so
-    that colour blends count) are found in both, move at most CONTINUITY_STEP of the frame side and change their
-    area at most CONTINUITY_AREA times. Shapes are not found in a frame that has lost its background (over
-    MAX_SHAPE_AREA of it is something else): noise must not pass as a steady shape."""
-    video = as_float(video)
-    masks = ~segment_colour(video, BACKGROUNDS[parse_caption(caption)["background"]])
-    area = masks.sum((1, 2)).astype(np.float64)
-    area[(area < min_area(video)) | (area > MAX_SHAPE_AREA * masks[0].size)] = np.nan
-    rows, cols = np.mgrid[0:video.shape[1], 0:video.shape[2]]
-    with np.errstate(invalid="ignore", divide="ignore"):  # frames without shapes: NaN, which compares False below
-        x, y = (masks * cols).sum((1, 2)) / area, (masks * rows).sum((1, 2)) / area
-        step = np.hypot(np.diff(x), np.diff(y)) / max(video.shape[1:3])
-        ratio = np.exp(np.abs(np.diff(np.log(area))))
-    return float(np.mean((step <= CONTINUITY_STEP) & (ratio <= CONTINUITY_AREA)))
-
-
-def spearman(x: Sequence[float], y: Sequence[float]) -> float:
-    with warnings.catch_warnings():  # constant input: the correlation is undefined, NaN says so
-        warnings.simplefilter("ignore")
-        return float(scipy.stats.spearmanr(x, y).statistic)
 
 
 def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
@@ -294,6 +202,7 @@ def summarise_standard(records: list[dict]) -> dict:
             "text_colour_accuracy": _mean(r["colour_ok"] for r in records),
             "text_motion_accuracy": _mean(r["motion_ok"] for r in records),
             "text_motion_accuracy_by_motion": {k: _mean(v) for k, v in sorted(by_motion.items())},
+            "text_motion_videos_by_motion": {k: len(v) for k, v in sorted(by_motion.items())},
             "temporal_consistency": _mean(r["continuity"] for r in records), "videos": len(records)}
 
 
@@ -306,19 +215,50 @@ def _log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+def clip_latents(pipe: HiGenPipeline, scene) -> torch.Tensor:
+    """The scene's ground-truth clip, rendered at the model's size and frame count and encoded: (1, C, F, h, w)."""
+    device, unet, vae = pipe._execution_device, pipe.unet, pipe.vae
+    sample_size = unet.config.sample_size
+    size = (sample_size if isinstance(sample_size, int) else sample_size[0]) * pipe.vae_scale_factor
+    pixels = torch.from_numpy(render_video(scene, unet.config.num_frames, size)).permute(0, 3, 1, 2)
+    pixels = pixels.float().div(127.5).sub(1).to(device, vae.dtype)
+    latents = vae.encode(pixels).latent_dist.mean * vae.config.scaling_factor  # (F, C, h, w)
+    return latents.float().transpose(0, 1)[None]
+
+
+@torch.no_grad()
+def clip_motion_factor(pipe: HiGenPipeline, scene) -> float:
+    """γm of the scene's ground-truth clip as the trainer measures it (mean over its frame pairs), within the model's
+    trained `motion_factor_range`: the motion factor the caption's motion has in training, e.g. 0 for "stays still",
+    a few units for growth, most for a quick move."""
+    low, high = pipe.unet.config.motion_factor_range
+    return min(max(float(motion_factors_from_latents(clip_latents(pipe, scene)).mean()), low), high)
+
+
+def standard_motion_factor(pipe: HiGenPipeline, scene, standard_motion: str, fixed: float) -> float:
+    if standard_motion == "clip":
+        return clip_motion_factor(pipe, scene)
+    if standard_motion == "fixed":
+        return fixed
+    raise EvaluationError(f"standard_motion must be 'clip' or 'fixed', not {standard_motion!r}.")
+
+
 def run_shapes(pipe: HiGenPipeline, samples: int, steps: int, seed: int, guidance_scale: float,
                motion_factor: float | None = None, appearance_factor: float = 1.0,
-               feature_cache_interval: int = 1) -> dict:
-    """The shapes suite on one model: every figure, its counts and the per-sample measurements."""
-    levels, standard_motion = motion_factor_levels(pipe), default_motion_factor(pipe, motion_factor)
+               feature_cache_interval: int = 1, standard_motion: str = "clip") -> dict:
+    """The shapes suite on one model: every figure, its counts and the per-sample measurements. `standard_motion`:
+    "clip" samples each standard video at its scene's ground-truth γm (`clip_motion_factor`), "fixed" at
+    `motion_factor` like the other videos."""
+    levels, fixed_motion = motion_factor_levels(pipe), default_motion_factor(pipe, motion_factor)
     motion_pairs, appearance_pairs, directions, colour_kept, standard, per_sample = [], [], [], [], [], []
     start = time.time()
     for i, scene in enumerate(eval_scenes(seed, samples)):
         left, right = direction_captions(scene)
+        standard_gm = standard_motion_factor(pipe, scene, standard_motion, fixed_motion)
         requests = ([(scene.caption, g, appearance_factor) for g in levels]
-                    + [(scene.caption, standard_motion, g) for g in APPEARANCE_FACTORS]
-                    + [(left, standard_motion, appearance_factor), (right, standard_motion, appearance_factor),
-                       (scene.caption, standard_motion, appearance_factor)])
+                    + [(scene.caption, fixed_motion, g) for g in APPEARANCE_FACTORS]
+                    + [(left, fixed_motion, appearance_factor), (right, fixed_motion, appearance_factor),
+                       (scene.caption, standard_gm, appearance_factor)])
         prior_image, videos = generate_sample(pipe, scene, requests, steps, guidance_scale, feature_cache_interval)
         n = len(levels)
         by_motion, by_appearance = videos[:n], videos[n:n + len(APPEARANCE_FACTORS)]
@@ -333,12 +273,14 @@ def run_shapes(pipe: HiGenPipeline, samples: int, steps: int, seed: int, guidanc
         colour_kept += [presence(moving_left, rgb), presence(moving_right, rgb)]
         standard.append(measure_standard(standard_video, prior_image, scene.caption))
         per_sample.append({"seed": scene.seed, "caption": scene.caption, "frame_difference": motion,
-                           "appearance_change": appearance, "x_displacement": dx, **standard[-1]})
+                           "appearance_change": appearance, "x_displacement": dx,
+                           "standard_motion_factor": standard_gm, **standard[-1]})
         _log(f"[shapes] sample {i + 1}/{samples} ({time.time() - start:.0f}s): {scene.caption}")
     return {
         "samples": samples,
         "motion_factors": levels, "appearance_factors": list(APPEARANCE_FACTORS),
-        "standard_factors": {"motion_factor": standard_motion, "appearance_factor": appearance_factor},
+        "standard_factors": {"motion_factor": fixed_motion, "appearance_factor": appearance_factor,
+                             "standard_motion": standard_motion},
         "motion_factor_spearman": spearman(*zip(*motion_pairs)),
         "appearance_factor_spearman": spearman(*zip(*appearance_pairs)),
         "motion_factor_spearman_within": _mean(spearman(levels, s["frame_difference"]) for s in per_sample),
@@ -392,18 +334,14 @@ def motion_word_gap(pipe: HiGenPipeline, seed: int, clips: int = WORD_CLIPS, app
 def _caption_gap(pipe: HiGenPipeline, scenes: list, swap: Callable[[str], str],
                  appearance_factor: float) -> tuple[list[float], list[bool]]:
     """Per clip and WORD_TIMESTEPS: loss(swapped caption) / loss(true caption) - 1, and whether the true one won."""
-    device, unet, vae = pipe._execution_device, pipe.unet, pipe.vae
+    device, unet = pipe._execution_device, pipe.unet
     scheduler = default_scheduler()  # the training objective's schedule, whatever sampler the pipeline uses
-    sample_size = unet.config.sample_size
     frames, width = unet.config.num_frames, unet.config.appearance_width
-    size = (sample_size if isinstance(sample_size, int) else sample_size[0]) * pipe.vae_scale_factor
     timesteps = torch.tensor(WORD_TIMESTEPS, device=device)
     rows = appearance_matrix(appearance_factor, frames, width).expand(len(timesteps), -1, -1)
     gaps, wins = [], []
     for scene in scenes:
-        pixels = torch.from_numpy(render_video(scene, frames, size)).permute(0, 3, 1, 2).float().div(127.5).sub(1)
-        latents = vae.encode(pixels.to(device, vae.dtype)).latent_dist.mean * vae.config.scaling_factor
-        latents = latents.float().transpose(0, 1)[None].expand(len(timesteps), -1, -1, -1, -1)  # (T, C, F, h, w)
+        latents = clip_latents(pipe, scene).expand(len(timesteps), -1, -1, -1, -1)  # (T, C, F, h, w)
         generator = torch.Generator(device).manual_seed(scene.seed)
         noise = pipe.prepare_latents(latents.shape, generator, offset_noise=True, device=device)
         noisy = scheduler.add_noise(latents, noise, timesteps)
@@ -428,11 +366,13 @@ def _by_factor(pairs: list[tuple[float, float]]) -> dict[str, dict]:
 
 
 def run_standard(pipe: HiGenPipeline, samples: int, steps: int, seed: int, guidance_scale: float,
-                 motion_factor: float | None, appearance_factor: float, feature_cache_interval: int = 1) -> dict:
+                 motion_factor: float | None, appearance_factor: float, feature_cache_interval: int = 1,
+                 standard_motion: str = "clip") -> dict:
     """Only the standard videos (the ablation's measurements)."""
-    records, motion_factor = [], default_motion_factor(pipe, motion_factor)
+    records, fixed_motion = [], default_motion_factor(pipe, motion_factor)
     for scene in eval_scenes(seed, samples):
-        request = (scene.caption, motion_factor, appearance_factor)
+        standard_gm = standard_motion_factor(pipe, scene, standard_motion, fixed_motion)
+        request = (scene.caption, standard_gm, appearance_factor)
         prior_image, videos = generate_sample(pipe, scene, [request], steps, guidance_scale, feature_cache_interval)
         records.append(measure_standard(videos[0], prior_image, scene.caption))
     return summarise_standard(records)
@@ -444,9 +384,11 @@ def print_shapes(result: dict, model: str, steps: int) -> None:
     s = result["standard_factors"]
     preset = f", feature cache every {result['feature_cache_interval']} steps" if result["feature_cache_interval"] > 1 \
         else ""
+    standard = (f"its clip's motion factor (mean {_mean(r['standard_motion_factor'] for r in result['per_sample']):.1f})"
+                if s["standard_motion"] == "clip" else f"motion factor {s['motion_factor']:g}")
     print(f"shapes suite: {model}, {n} samples, {steps} {result['scheduler']} steps{preset}, guidance "
-          f"{result['guidance_scale']:g}; standard videos at motion factor {s['motion_factor']:g}, appearance factor "
-          f"{s['appearance_factor']:g}")
+          f"{result['guidance_scale']:g}; other videos at motion factor {s['motion_factor']:g}, each standard video "
+          f"at {standard}; appearance factor {s['appearance_factor']:g}")
     factors = ", ".join(map(str, APPEARANCE_FACTORS))
     rows = [
         ("motion_factor_spearman",
@@ -469,8 +411,9 @@ def print_shapes(result: dict, model: str, steps: int) -> None:
     ]
     for key, note in rows:
         print(f"  {key:<33} {result[key]:7.3f}   ({note})")
-    by_motion = ", ".join(f"{k} {v:.2f}" for k, v in result["text_motion_accuracy_by_motion"].items())
-    print(f"  motion accuracy by caption motion: {by_motion}")
+    counts = result["text_motion_videos_by_motion"]
+    by_motion = ", ".join(f"{k} {v:.2f} ({counts[k]})" for k, v in result["text_motion_accuracy_by_motion"].items())
+    print(f"  motion accuracy by caption motion (videos): {by_motion}")
 
 
 def print_ablation(rows: list[dict]) -> None:
@@ -730,7 +673,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--guidance-scale", type=float, default=12.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--motion-factor", type=float, default=None,
-                        help="γm of the standard videos (default: the middle of the model's motion_factor_range)")
+                        help="γm of the γa sweep's and the left/right videos, and of the standard videos with "
+                             "--standard-motion fixed (default: the middle of the model's motion_factor_range)")
+    parser.add_argument("--standard-motion", choices=("clip", "fixed"), default="clip",
+                        help="clip: each standard video at the γm of its scene's ground-truth clip (a still scene "
+                             "at 0); fixed: at --motion-factor")
     parser.add_argument("--appearance-factor", type=float, default=1.0, help="γa of the standard videos")
     parser.add_argument("--scheduler", choices=("ddim", "dpm"), default="ddim",
                         help="ddim: the official sampler; dpm: the fast preset (DPM-Solver++, fewer --steps)")
@@ -770,7 +717,7 @@ def evaluate(args: argparse.Namespace) -> dict | None:
     pipe = load_pipeline(args.model, device, args.scheduler)
     common = {"steps": args.steps, "seed": args.seed, "guidance_scale": args.guidance_scale,
               "motion_factor": args.motion_factor, "appearance_factor": args.appearance_factor,
-              "feature_cache_interval": args.feature_cache_interval}
+              "feature_cache_interval": args.feature_cache_interval, "standard_motion": args.standard_motion}
     result = run_shapes(pipe, args.samples, **common)
     result = {"suite": "shapes", "model": args.model, "steps": args.steps, "seed": args.seed,
               "guidance_scale": args.guidance_scale, "scheduler": args.scheduler,
