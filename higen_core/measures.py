@@ -2,7 +2,8 @@
 """Measurements on generated (F, H, W, 3) frames, floats in [0, 1] or uint8, with the shapes world's colours: the
 motion and appearance measures, a colour's direction and presence, the dominant colour, the caption's motion as
 `shapes.classify_motion` sees it, and track continuity. `higen_core.evaluate` builds its figures from them; each gets
-the known answer on the world's own ground-truth clips (`tests/test_measures.py`)."""
+the known answer on the world's own ground-truth clips (`tests/test_measures.py`; the colour, centroid and motion
+measures through the standard-video checks of `tests/test_evaluate.py`)."""
 
 from __future__ import annotations
 
