@@ -1,4 +1,5 @@
-"""Shared fixtures: the official reference data (../shared/reference beside the repository) and tiny components."""
+"""Shared fixtures: the official reference data (../shared/reference beside the repository), tiny components and
+one-shape scenes of the shapes world."""
 
 import json
 import os
@@ -6,6 +7,8 @@ from pathlib import Path
 
 import pytest
 import torch
+
+from higen_core.shapes import Scene, SceneObject
 
 REPO = Path(__file__).resolve().parents[1]
 REFERENCE = Path(os.environ.get("HIGEN_REFERENCE", REPO.parent / "shared" / "reference" / "higen-official-tiny"))
@@ -42,3 +45,11 @@ def reference_unet(reference, reference_meta):
     from higen_core.convert import load_vgen_unet
 
     return load_vgen_unet(reference / "vgen_unet.safetensors", **reference_meta["config"])
+
+
+@pytest.fixture
+def one_shape_scene():
+    """Builds a one-shape scene on grey with the motion, speed, colour, colour-change target, x and shape given."""
+    def build(motion, speed="quickly", colour="red", target=None, x=0.5, shape="square") -> Scene:
+        return Scene(0, (SceneObject(shape, colour, x, 0.5, 0.25, target),), motion, speed, "grey")
+    return build

@@ -25,14 +25,10 @@ from transformers import (
 )
 
 from higen_core import evaluate
-from higen_core.shapes import Scene, SceneObject, render_video, sample_scene, write_mp4
+from higen_core.shapes import render_video, sample_scene, write_mp4
 from higen_core.testing import tiny_pipeline, tiny_tokenizer
 
 SCENES = [sample_scene(seed) for seed in range(240)]
-
-
-def scene(motion, speed="quickly", colour="red", target=None, x=0.5, shape="square"):
-    return Scene(0, (SceneObject(shape, colour, x, 0.5, 0.25, target),), motion, speed, "grey")
 
 
 def test_ground_truth_clips_adhere_to_their_captions():
@@ -47,15 +43,15 @@ def test_ground_truth_clips_adhere_to_their_captions():
     assert all(r["prior_ok"] is (None if r["motion"] == "changes colour" else True) for r in records)
 
 
-def test_mismatches_are_caught():
-    left = render_video(scene("moves left"), 8, 64)
-    record = evaluate.measure_standard(left, left[4], scene("moves right").caption)
+def test_mismatches_are_caught(one_shape_scene):
+    left = render_video(one_shape_scene("moves left"), 8, 64)
+    record = evaluate.measure_standard(left, left[4], one_shape_scene("moves right").caption)
     assert record["colour_ok"] and not record["motion_ok"] and not record["adheres"]
-    record = evaluate.measure_standard(left, left[4], scene("moves left", colour="blue").caption)
+    record = evaluate.measure_standard(left, left[4], one_shape_scene("moves left", colour="blue").caption)
     assert not record["colour_ok"]
     # A prior somewhere else: the video does not follow it.
-    elsewhere = render_video(scene("stays still", None, x=0.8), 1, 64)[0]
-    assert evaluate.measure_standard(left, elsewhere, scene("moves left").caption)["prior_ok"] is False
+    elsewhere = render_video(one_shape_scene("stays still", None, x=0.8), 1, 64)[0]
+    assert evaluate.measure_standard(left, elsewhere, one_shape_scene("moves left").caption)["prior_ok"] is False
 
 
 def test_frechet_distance_known_answers():

@@ -6,13 +6,9 @@ import numpy as np
 import pytest
 
 from higen_core import measures
-from higen_core.shapes import SHAPE_COLOURS, Scene, SceneObject, render_video, sample_scene
+from higen_core.shapes import SHAPE_COLOURS, render_video, sample_scene
 
 SCENES = [sample_scene(seed) for seed in range(240)]
-
-
-def scene(motion, speed="quickly", colour="red", target=None, x=0.5, shape="square"):
-    return Scene(0, (SceneObject(shape, colour, x, 0.5, 0.25, target),), motion, speed, "grey")
 
 
 def test_direction_of_ground_truth_moves_is_always_right():
@@ -27,27 +23,29 @@ def test_direction_of_ground_truth_moves_is_always_right():
     assert math.isnan(measures.x_displacement(render_video(moving[0], 8, 64), SHAPE_COLOURS[absent]))
 
 
-def test_motion_measure_rises_with_speed():
+def test_motion_measure_rises_with_speed(one_shape_scene):
     # The same move sampled every k-th frame: k times the motion per frame.
-    clip = render_video(scene("moves right", x=0.25), 25, 64)
+    clip = render_video(one_shape_scene("moves right", x=0.25), 25, 64)
     speeds = [1, 2, 3, 4, 6]
     motion = [measures.frame_difference(clip[::k]) for k in speeds]
     assert measures.spearman(speeds, motion) == pytest.approx(1.0)
-    assert measures.frame_difference(render_video(scene("stays still", None), 8, 64)) == 0.0
+    assert measures.frame_difference(render_video(one_shape_scene("stays still", None), 8, 64)) == 0.0
 
 
-def test_appearance_measure_sees_colour_not_position():
-    change = measures.appearance_change(render_video(scene("changes colour", "slowly", target="blue"), 8, 64))
-    move = measures.appearance_change(render_video(scene("moves right", x=0.3), 8, 64))
+def test_appearance_measure_sees_colour_not_position(one_shape_scene):
+    colour_change = one_shape_scene("changes colour", "slowly", target="blue")
+    change = measures.appearance_change(render_video(colour_change, 8, 64))
+    move = measures.appearance_change(render_video(one_shape_scene("moves right", x=0.3), 8, 64))
     assert change > 0.03 and move < 1e-3
     # Partial colour changes: the clip cut after 2, 4, 6, 8 of 8 frames.
-    clip = render_video(scene("changes colour", "slowly", target="blue"), 8, 64)
+    clip = render_video(colour_change, 8, 64)
     cuts = [measures.appearance_change(clip[:n]) for n in (2, 4, 6, 8)]
     assert measures.spearman([2, 4, 6, 8], cuts) == pytest.approx(1.0)
 
 
-def test_track_continuity_drops_for_vanishing_and_noisy_frames():
-    caption, clip = scene("moves right", x=0.3).caption, render_video(scene("moves right", x=0.3), 8, 64)
+def test_track_continuity_drops_for_vanishing_and_noisy_frames(one_shape_scene):
+    moving = one_shape_scene("moves right", x=0.3)
+    caption, clip = moving.caption, render_video(moving, 8, 64)
     assert measures.track_continuity(clip, caption) == 1.0
     vanished = clip.copy()
     vanished[3] = vanished[0, 0, 0]  # background only
