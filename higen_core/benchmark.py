@@ -229,7 +229,7 @@ def measure(stages: list[Stage], device: torch.device, warmup: int, runs: int) -
     first: dict[str, float] = {}
     outputs: dict[str, Any] = {}
     for run in range(warmup + runs):
-        value = None
+        value, this_run = None, []
         for name, fn in stages:
             _sync(device)
             if device.type == "cuda":
@@ -240,10 +240,14 @@ def measure(stages: list[Stage], device: torch.device, warmup: int, runs: int) -
             elapsed = time.perf_counter() - start
             outputs[name] = value
             first.setdefault(name, elapsed)
+            this_run.append(f"{name} {elapsed:.3f} s")
             if run >= warmup:
                 seconds[name].append(elapsed)
                 if device.type == "cuda":
                     peaks[name] = max(peaks[name] or 0, torch.cuda.max_memory_allocated(device))
+        # A full-size run takes minutes: each run's times as they come, so a stopped run still tells something.
+        print(f"  run {run + 1}/{warmup + runs} ({'warmup' if run < warmup else 'timed'}): {', '.join(this_run)}",
+              flush=True)
     seconds["total"] = [sum(times[i] for times in seconds.values()) for i in range(runs)]
     peaks["total"] = max((p for p in peaks.values() if p is not None), default=None)
     first["total"] = sum(first.values())
