@@ -16,8 +16,9 @@ motion over the clip:
 Motion is defined per clip, not per frame: at time t in [0, 1] (first to last frame) a shape has moved t times its
 full displacement (0.2 of the frame slowly, 0.45 quickly), so a scene renders at any size and frame count and always
 stays inside the frame (start positions are chosen for the whole path). Sizes change geometrically (x1.5 or x2.5 over
-the clip), spins turn 90 or 180 degrees, colour changes blend over the whole clip (slowly) or its middle fifth
-(quickly); the colour inside a shape is uniform in every frame, with no anti-aliasing, so it can be segmented.
+the clip), spins turn 90 or 180 degrees, colour changes start after the middle frame, at 2/3 of the clip, and blend until
+its end (slowly) or until 0.8 of it (quickly); the colour inside a shape is uniform in every frame, with no
+anti-aliasing, so it can be segmented.
 
 Lighting (`sample_scene(seed, lighting=True)`, the dataset's `--lighting`): in half the scenes on a grey background the
 light goes down over the clip (by `DIMMING` of the way to black), and no caption says so. It is the kind of
@@ -83,8 +84,12 @@ UNKNOWN = "unknown"
 DISPLACEMENT = {"slowly": 0.2, "quickly": 0.45}  # fraction of the frame
 GROWTH = {"slowly": 1.5, "quickly": 2.5}  # ratio of the largest to the smallest size
 SPIN_DEGREES = {"slowly": 90.0, "quickly": 180.0}
-# Colour changes blend over this part of the clip; the quick one is nearly a cut.
-COLOUR_WINDOW = {"slowly": (0.0, 1.0), "quickly": (0.4, 0.6)}
+# Colour changes blend over this part of the clip; the quick one is nearly a cut. Both start at 2/3, after the middle
+# frame (index F // 2, at most 2/3 of the way for F >= 3): the trainer takes that frame as the spatial prior, so a
+# colour change's prior shows its first colour, as a prior made from the image caption does. (When the blend ran
+# through the middle, every prior of a colour change was a half-way colour, and a pure-colour prior at inference
+# made the model keep its colour: colour changes never showed.)
+COLOUR_WINDOW = {"slowly": (2 / 3, 1.0), "quickly": (2 / 3, 0.8)}
 
 TWO_SHAPES_PROBABILITY = 0.3
 MAX_SIZE = 0.4  # largest diameter, fraction of the frame

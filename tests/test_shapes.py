@@ -168,6 +168,18 @@ def test_track_marks_absent_frames_and_classify_says_unknown():
     assert mask.shape == (32, 32) and mask.sum() == measured.area[0]
 
 
+@pytest.mark.parametrize("speed", ["slowly", "quickly"])
+def test_a_colour_change_keeps_its_first_colour_until_after_the_middle_frame(speed):
+    """The trainer's spatial prior is the middle frame: for a colour change it must show the first colour, as the prior
+    a user makes from the image caption does, or the model never learns to change a pure-colour prior."""
+    scene = first_scene(motion="changes colour", speed=speed)
+    for num_frames in range(3, 17):
+        frames = render_video(scene, num_frames, 32)
+        np.testing.assert_array_equal(frames[num_frames // 2], frames[0])
+        assert segment_colour(frames[-1], SHAPE_COLOURS[scene.target_colour]).any()
+        assert not segment_colour(frames[-1], SHAPE_COLOURS[scene.colour]).any()
+
+
 def test_render_image_is_the_first_frame_with_a_motionless_caption():
     scene = first_scene(motion="moves left", num_objects=2)
     image, caption = render_image(scene, size=32)
