@@ -16,8 +16,8 @@ motion over the clip:
 Motion is defined per clip, not per frame: at time t in [0, 1] (first to last frame) a shape has moved t times its
 full displacement (0.2 of the frame slowly, 0.45 quickly), so a scene renders at any size and frame count and always
 stays inside the frame (start positions are chosen for the whole path). Sizes change geometrically (x1.5 or x2.5 over
-the clip), spins turn 90 or 180 degrees, colour changes start after the middle frame, at 2/3 of the clip, and blend until
-its end (slowly) or until 0.8 of it (quickly); the colour inside a shape is uniform in every frame, with no
+the clip), spins turn 90 or 180 degrees, colour changes start after the middle frame, at 2/3 of the clip, and blend
+until its end (slowly) or until 0.8 of it (quickly); the colour inside a shape is uniform in every frame, with no
 anti-aliasing, so it can be segmented.
 
 Lighting (`sample_scene(seed, lighting=True)`, the dataset's `--lighting`): in half the scenes on a grey background the
