@@ -675,7 +675,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--standard-motion", choices=("clip", "fixed"), default="clip",
                         help="clip: each standard video at the γm of its scene's ground-truth clip (a still scene "
                              "at 0); fixed: at --motion-factor")
-    parser.add_argument("--appearance-factor", type=float, default=1.0, help="γa of the standard videos")
+    parser.add_argument("--appearance-factor", type=float, default=1.0,
+                        help="γa of every video but the γa sweep's: the standard, γm-sweep and left/right videos")
     parser.add_argument("--scheduler", choices=("ddim", "dpm"), default="ddim",
                         help="ddim: the official sampler; dpm: the fast preset (DPM-Solver++, fewer --steps)")
     parser.add_argument("--feature-cache-interval", type=int, default=1, metavar="N",
