@@ -251,6 +251,11 @@ def model_inputs(batch: dict, components: Components, config: TrainConfig, width
     keep = torch.rand(len(batch["captions"])) >= config.text_dropout
     captions = [caption if k else "" for caption, k in zip(batch["captions"], keep.tolist())]
     conditions = higen_conditions(latents, rows, width, prior=config.structure_decoupling)
+    if latents.shape[2] > 1 and config.uniform_motion_factors > 0:
+        # Per-pair factors tell the model which frames change; inference's single γm does not, so the caption must.
+        factors = conditions["motion_factors"]  # (B, F-1)
+        uniform = torch.rand(factors.shape[0], 1, device=factors.device) < config.uniform_motion_factors
+        conditions["motion_factors"] = torch.where(uniform, factors.mean(dim=1, keepdim=True), factors)
     return latents, conditions, encode_text(components, captions, device)
 
 

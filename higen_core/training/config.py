@@ -106,6 +106,11 @@ class TrainConfig:
         True, "HiGen's content-level decoupling: video steps are guided by the measured motion factors and appearance "
         "matrix. false (the ablation): the motion and appearance MLPs stay at zero, so the factors have no effect.",
         "objective")
+    uniform_motion_factors: float = _field(
+        0.0, "Share of video clips whose motion factors are all set to their mean over the clip's frame pairs. "
+        "Inference gives one γm for every pair, so a model trained only on per-pair factors (0, the paper) can "
+        "read from them when a change happens and ignore the caption's timing; 1 shows it what inference shows.",
+        "objective")
     spatial_grad_scale: float = _field(
         0.2, "Factor on the gradients of the spatial parameters (the text-to-image model's layers), as the paper "
         "trains. Under AdamW a constant factor is divided out again (each step is normalised by the gradient's "
@@ -180,7 +185,7 @@ class TrainConfig:
                      "cpu_threads", "weight_decay", "adam_epsilon", "max_grad_norm", "offset_noise",
                      "spatial_grad_scale", "sample_guidance_scale", "sample_motion_factor"):
             check(name, self.__dict__[name] >= 0, "must be 0 or more")
-        for name in ("image_fraction", "text_dropout"):
+        for name in ("image_fraction", "text_dropout", "uniform_motion_factors"):
             check(name, 0.0 <= self.__dict__[name] <= 1.0, "must be in [0, 1]")
         for name in ("adam_beta1", "adam_beta2", "ema_decay"):
             check(name, 0.0 <= self.__dict__[name] < 1.0, "must be in [0, 1)")

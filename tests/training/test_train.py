@@ -18,6 +18,7 @@ from safetensors.torch import load_file
 
 import higen_core.train as train_module
 from higen_core import HiGenPipeline
+from higen_core.conditioning import motion_factors_from_latents
 from higen_core.pipeline_higen import default_scheduler
 from higen_core.testing import tiny_pipeline, tiny_unet
 from higen_core.train import diffusion_loss, main, process_kinds, scale_gradients_by_kind, step_kind
@@ -326,3 +327,21 @@ def test_ablation_switches_keep_the_switched_off_inputs_at_zero(tmp_path):
     for module in (unet.prior_conv_in, unet.motion_embedding.linear_2, unet.appearance_embedding.linear_2):
         assert all(not p.any() for p in module.parameters())
     assert unet.time_embedding.linear_2.weight.any() and unet.down_blocks[0].temp_convs[0].conv4[-1].weight.any()
+
+
+@pytest.mark.parametrize("uniform", [0.0, 1.0])
+def test_uniform_motion_factors_give_each_clip_one_factor_as_inference_does(uniform):
+    # Inference asks for one γm for every pair of frames; uniform_motion_factors trains on the same (their clip mean).
+    config = TrainConfig(init_from="tiny", vae="tiny", text_encoder="tiny", tokenizer="tiny", appearance_model="tiny",
+                         num_frames=4, height=16, width=16, uniform_motion_factors=uniform, text_dropout=0.0)
+    components = load_components(config)
+    # Two clips that change only between their last two frames, as the shapes world's colour changes do.
+    mean = torch.zeros(2, 4, 4, 2, 2)  # (B, C, F, h, w)
+    mean[:, :, 3] = torch.tensor([6.0, 12.0]).view(2, 1, 1, 1)
+    moments = torch.cat([mean, torch.full_like(mean, -30.0)], dim=1)  # log-variance -30: the latents are the means
+    batch = {"moments": moments, "appearance": torch.ones(2, 4, 4), "captions": ["a", "b"]}
+    latents, conditions, _ = train_module.model_inputs(batch, components, config, 4, torch.device("cpu"))
+    measured = motion_factors_from_latents(latents)  # (B, F-1): 0, 0 and the last pair's change
+    assert (measured[:, :2] == 0).all() and (measured[:, 2] > 0).all()
+    expected = measured.mean(dim=1, keepdim=True).expand_as(measured) if uniform else measured
+    torch.testing.assert_close(conditions["motion_factors"], expected)
