@@ -192,6 +192,9 @@ def create_demo(model, store: SessionStore, *, queue_size: int | None = DEFAULT_
                                                               elem_id="appearance-factor",
                                                               info="How much the look changes from first to last "
                                                                    "frame.")
+                        if model.motion_examples:
+                            gr.Examples(model.motion_examples, inputs=[motion_prompts, motion_factor],
+                                        label="Motion examples, each with the γm of its motion")
                         with gr.Row():
                             frames = gr.Slider(2, model.max_frames, value=model.num_frames, step=1, label="Frames",
                                                elem_id="animate-frames")

@@ -268,6 +268,13 @@ def test_with_no_model_named_the_studio_runs_the_bundled_shapes_model(session):
     # its examples are captions of its own world (the tiny model shows general ones)
     for example in bundled.example_prompts:
         parse_caption(example)  # raises for a caption outside the world (a background it never saw, say)
+    # step 2's examples animate the first example prior, with a γm inside the model's range
+    prior = parse_caption(bundled.example_prompts[0])
+    for prompts, motion_factor in bundled.motion_examples:
+        for line in prompts.splitlines():
+            caption = parse_caption(line)
+            assert caption["motion"] and all(caption[k] == prior[k] for k in ("shapes", "colours", "background"))
+        assert 0 <= motion_factor <= 20
     # and the factors and guidance left unset are the ones measured on it, inside its trained range
     defaults = bundled.animate(session, "a red circle moves right on a cyan background", **{**FAST, "guidance": None})
     settings = defaults.videos[0].settings

@@ -5,7 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from studio.model import SHAPES_APPEARANCE_FACTOR, SHAPES_GUIDANCE, StudioModel
+from studio.model import SHAPES_APPEARANCE_FACTOR, SHAPES_GUIDANCE, SHAPES_MOTION_EXAMPLES, StudioModel
 from studio.sessions import PriorRecord
 from studio.ui import UI_HEADROOM, create_demo, default_motion_prompts, queue_full_message, record_id_from_path
 
@@ -46,12 +46,23 @@ def test_wiring(model, store):
                 if b.elem_id in ("prior-guidance", "animate-guidance", "appearance-factor", "motion-factor")}
     assert starting == {"prior-guidance": SHAPES_GUIDANCE, "animate-guidance": SHAPES_GUIDANCE,
                         "appearance-factor": SHAPES_APPEARANCE_FACTOR, "motion-factor": 10.0}
+    # step 2's examples fill the motion prompts and the γm that goes with them (the demo model's only)
+    assert motion_example_rows(demo_model) == [[p, m] for p, m in SHAPES_MOTION_EXAMPLES]
+    assert motion_example_rows(demo) is None
     banner = next(b for b in demo.blocks.values() if b.elem_id == "model-banner")
     assert banner.visible and "untrained tiny model" in banner.value
     gpu = [f for f in demo.fns.values() if f.concurrency_id == "gpu"]
     assert {f.api_name for f in gpu} >= {"generate_prior", "animate", "use_image"}
     assert all(f.concurrency_limit == 1 for f in gpu)
     assert demo._queue.max_size == 5 + UI_HEADROOM  # the studio itself refuses GPU jobs past 5
+
+
+def motion_example_rows(demo) -> list | None:
+    """The rows of the examples whose inputs are the motion prompts and the motion factor, if there are some."""
+    for dataset in (b for b in demo.blocks.values() if type(b).__name__ == "Dataset"):
+        if [c.elem_id for c in dataset._components] == ["motion-prompts", "motion-factor"]:
+            return [list(row) for row in dataset.samples]
+    return None
 
 
 def test_the_train_tab_is_built_only_when_asked(model, store, tmp_path):
