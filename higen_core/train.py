@@ -224,15 +224,22 @@ class BatchStream:
 
 
 def diffusion_loss(unet, latents: torch.Tensor, conditions: dict, text_states: torch.Tensor, noise_scheduler,
-                   offset_noise: float, generator: torch.Generator | None = None) -> torch.Tensor:
-    """v-prediction MSE (float32) at uniformly drawn timesteps of the official schedule (zero terminal SNR).
-    The noise gets offset noise per sample, channel and frame, as the pipeline's starting noise does."""
+                   offset_noise: float, generator: torch.Generator | None = None, high_noise_fraction: float = 0.0,
+                   high_noise_start: int = 850) -> torch.Tensor:
+    """v-prediction MSE (float32) at uniformly drawn timesteps of the official schedule (zero terminal SNR), a
+    share `high_noise_fraction` of them drawn from `high_noise_start` up instead. The noise gets offset noise per
+    sample, channel and frame, as the pipeline's starting noise does."""
     batch, channels, frames = latents.shape[:3]
     device = latents.device
     noise = torch.randn(latents.shape, generator=generator, device=device)
     noise = noise + offset_noise * torch.randn((batch, channels, frames, 1, 1), generator=generator, device=device)
-    timesteps = torch.randint(0, noise_scheduler.config.num_train_timesteps, (batch,), generator=generator,
-                              device=device)
+    last = noise_scheduler.config.num_train_timesteps
+    timesteps = torch.randint(0, last, (batch,), generator=generator, device=device)
+    if high_noise_fraction > 0:
+        # Where the input shows almost nothing, only the conditions can say where the shape goes.
+        noisiest = torch.randint(high_noise_start, last, (batch,), generator=generator, device=device)
+        chosen = torch.rand(batch, generator=generator, device=device) < high_noise_fraction
+        timesteps = torch.where(chosen, noisiest, timesteps)
     noisy = noise_scheduler.add_noise(latents, noise, timesteps)
     target = noise_scheduler.get_velocity(latents, noise, timesteps)
     prediction = unet(noisy, timesteps, text_states, **conditions).sample
@@ -475,7 +482,9 @@ def train(config: TrainConfig) -> int:
                 samples += len(batch["captions"])
                 with accelerator.accumulate(unet):
                     latents, conditions, text_states = model_inputs(batch, components, config, width, device)
-                    loss = diffusion_loss(unet, latents, conditions, text_states, noise_scheduler, config.offset_noise)
+                    loss = diffusion_loss(unet, latents, conditions, text_states, noise_scheduler, config.offset_noise,
+                                          high_noise_fraction=config.high_noise_fraction,
+                                          high_noise_start=config.high_noise_start)
                     # Backward even when non-finite, so that every process takes part in DDP's reduction; the
                     # gradients are thrown away below.
                     accelerator.backward(loss)

@@ -51,6 +51,8 @@ def test_help_documents_every_field():
         (["--mixed-precision", "fp8"], "mixed_precision"),
         (["--height", "100"], "height"),
         (["--image-fraction", "1.5"], "image_fraction"),
+        (["--high-noise-fraction", "-0.1"], "high_noise_fraction"),
+        (["--high-noise-start", "1000"], "high_noise_start"),
         (["--use-ema", "perhaps"], "use_ema"),
         (["--video-data", "/no/such/manifest.jsonl", "--image-fraction", "0"], "video_data"),
         (["--generate-shapes-dataset", "{videos: 2, colours: 3}"], "generate_shapes_dataset"),

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import av
 import numpy as np
@@ -345,3 +346,21 @@ def test_uniform_motion_factors_give_each_clip_one_factor_as_inference_does(unif
     assert (measured[:, :2] == 0).all() and (measured[:, 2] > 0).all()
     expected = measured.mean(dim=1, keepdim=True).expand_as(measured) if uniform else measured
     torch.testing.assert_close(conditions["motion_factors"], expected)
+
+
+@pytest.mark.parametrize("fraction", [0.0, 0.5, 1.0])
+def test_high_noise_fraction_draws_that_share_of_timesteps_from_the_noisiest(fraction):
+    # Only at the noisiest timesteps must the caption say where a shape goes; the option trains more of them.
+    seen = []
+
+    def unet(noisy, timesteps, text_states, **conditions):
+        seen.append(timesteps)
+        return SimpleNamespace(sample=torch.zeros_like(noisy))
+
+    latents = torch.zeros(4000, 1, 1, 1, 1)
+    diffusion_loss(unet, latents, {}, None, default_scheduler(), 0.0, torch.Generator().manual_seed(0),
+                   high_noise_fraction=fraction, high_noise_start=900)
+    timesteps = seen[0]
+    assert timesteps.min() >= 0 and timesteps.max() <= 999
+    share = (timesteps >= 900).float().mean().item()
+    assert share == pytest.approx(fraction + (1 - fraction) * 0.1, abs=0.03)  # uniform draws land there 10% of the time
