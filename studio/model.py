@@ -39,16 +39,15 @@ EXAMPLE_PROMPTS = ["a red ball bouncing on a wooden floor", "a corgi running on 
                    "fireworks over a city skyline at night"]
 SHAPES_EXAMPLE_PROMPTS = ["a red circle on a cyan background", "a yellow star and a green square on a black background",
                           "a white triangle on a grey background"]
-# Step 2's examples for the demo model, on the first example prior, each with the γm its motion has in the world's
-# clips (medians of higen_core.evaluate.clip_motion_factor over 400 scenes): the slider's middle, 10, would make a
-# growing circle drift and a still one move.
+# Step 2's examples for the demo model: motions of the first example prior, each with the γm its motion has in the
+# world's clips (medians of higen_core.evaluate.clip_motion_factor over 400 scenes); the slider's middle, 10, would
+# make a growing circle drift and a still one move.
+_SUBJECT, _BACKGROUND = SHAPES_EXAMPLE_PROMPTS[0].split(" on ")
 SHAPES_MOTION_EXAMPLES = [
-    ["a red circle moves left quickly on a cyan background\n"
-     "a red circle moves right quickly on a cyan background", 17],
-    ["a red circle moves up slowly on a cyan background", 8],
-    ["a red circle grows quickly on a cyan background", 4],
-    ["a red circle changes colour to yellow slowly on a cyan background", 4],
-    ["a red circle stays still on a cyan background", 0],
+    ["\n".join(f"{_SUBJECT} {motion} on {_BACKGROUND}" for motion in motions), motion_factor]
+    for motions, motion_factor in ((["moves left quickly", "moves right quickly"], 17), (["moves up slowly"], 8),
+                                   (["grows quickly"], 4), (["changes colour to yellow slowly"], 4),
+                                   (["stays still"], 0))
 ]
 # Starting values of the guidance and γa: the pipeline's own defaults for any model but the demo model, whose were
 # measured on it (README, "The shapes world"): at guidance 12 its shapes lose their colour, and its
