@@ -420,8 +420,11 @@ def train(config: TrainConfig) -> int:
     collate = collate_skipping
     if config.cache_latents:
         cache_root = Path(config.cache_dir or output_dir / "latent_cache")
+        # The cache holds VAE moments and appearance rows, so only the models that made them matter: a stage that
+        # continues from another (a new init_from) with the same VAE reuses its cache.
+        vae_source = config.vae if config.vae is not None else config.init_from
         for k in used:
-            fingerprint = {"kind": k, "data": data[k], "models": [config.init_from, config.vae, config.appearance_model],
+            fingerprint = {"kind": k, "data": data[k], "models": [vae_source, config.appearance_model],
                            "clip": [config.num_frames, config.fps, config.height, config.width], "seed": config.seed}
             datasets[k] = build_latent_cache(accelerator, datasets[k], cache_root / k, fingerprint, components, width,
                                              config.batch_size, config.dataloader_num_workers)

@@ -281,7 +281,7 @@ def test_starts_from_model_folders(tmp_path):
                                     num_frames=4))
 
 
-def test_latent_cache_is_built_once_and_trained_from(tmp_path, data):
+def test_latent_cache_is_built_once_and_reused_by_resumes_and_next_stages(tmp_path, data):
     out = tmp_path / "run"
     assert main(run_args(out, data, max_train_steps=4, cache_latents="true")) == 0
     cache = out / "latent_cache"
@@ -294,6 +294,10 @@ def test_latent_cache_is_built_once_and_trained_from(tmp_path, data):
     assert main(run_args(out, data, max_train_steps=6, cache_latents="true", resume="latest")) == 0
     assert videos[0].stat().st_mtime_ns == built  # reused, not rebuilt
     assert len((out / "logs" / "train_log.jsonl").read_text().splitlines()) == 6
+    # A next stage, continued from this run's weights with the same VAE, reuses the cache too.
+    assert main(run_args(tmp_path / "stage2", data, init_from=out / "final", cache_latents="true",
+                         cache_dir=cache)) == 0
+    assert videos[0].stat().st_mtime_ns == built
 
 
 def test_starts_from_a_config_file(tmp_path):
