@@ -43,12 +43,13 @@ SHAPES_EXAMPLE_PROMPTS = ["a red circle on a cyan background", "a yellow star an
 # world's clips (medians of higen_core.evaluate.clip_motion_factor over 400 scenes); the slider's middle, 10, would
 # make a growing circle drift and a still one move.
 _SUBJECT, _BACKGROUND = SHAPES_EXAMPLE_PROMPTS[0].split(" on ")
-SHAPES_MOTION_EXAMPLES = [
-    ["\n".join(f"{_SUBJECT} {motion} on {_BACKGROUND}" for motion in motions), motion_factor]
-    for motions, motion_factor in ((["moves left quickly", "moves right quickly"], 17), (["moves up slowly"], 8),
-                                   (["grows quickly"], 4), (["changes colour to yellow slowly"], 4),
-                                   (["stays still"], 0))
-]
+_SHAPES_MOTIONS = ((["moves left quickly", "moves right quickly"], 17), (["moves up slowly"], 8),
+                   (["grows quickly"], 4), (["changes colour to yellow slowly"], 4), (["stays still"], 0))
+SHAPES_MOTION_EXAMPLES = [["\n".join(f"{_SUBJECT} {motion} on {_BACKGROUND}" for motion in motions), motion_factor]
+                          for motions, motion_factor in _SHAPES_MOTIONS]
+# A table cell shows a row's prompts run together on one line; a label names each motion and its γm instead.
+SHAPES_MOTION_EXAMPLE_LABELS = [f"{' | '.join(motions)} (γm {motion_factor})"
+                                for motions, motion_factor in _SHAPES_MOTIONS]
 # Starting values of the guidance and γa: the pipeline's own defaults for any model but the demo model, whose were
 # measured on it (README, "The shapes world"): at guidance 12 its shapes lose their colour, and its
 # training clips' appearance factors (1 - DINO similarity of first and last frame) stay under about 0.5.
@@ -285,6 +286,11 @@ class StudioModel:
     def motion_examples(self) -> list[list]:
         """[motion prompts, γm] rows for step 2; only the demo model's γm per motion is known."""
         return SHAPES_MOTION_EXAMPLES if self.is_demo else []
+
+    @property
+    def motion_example_labels(self) -> list[str]:
+        """One label per row of `motion_examples`."""
+        return SHAPES_MOTION_EXAMPLE_LABELS if self.is_demo else []
 
     @property
     def default_guidance(self) -> float:

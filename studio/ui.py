@@ -194,6 +194,7 @@ def create_demo(model, store: SessionStore, *, queue_size: int | None = DEFAULT_
                                                                    "frame.")
                         if model.motion_examples:
                             gr.Examples(model.motion_examples, inputs=[motion_prompts, motion_factor],
+                                        example_labels=model.motion_example_labels,
                                         label="Motion examples, each with the γm of its motion")
                         with gr.Row():
                             frames = gr.Slider(2, model.max_frames, value=model.num_frames, step=1, label="Frames",

@@ -5,7 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from studio.model import SHAPES_APPEARANCE_FACTOR, SHAPES_GUIDANCE, SHAPES_MOTION_EXAMPLES, StudioModel
+from studio.model import (SHAPES_APPEARANCE_FACTOR, SHAPES_GUIDANCE, SHAPES_MOTION_EXAMPLE_LABELS,
+                          SHAPES_MOTION_EXAMPLES, StudioModel)
 from studio.sessions import PriorRecord
 from studio.ui import UI_HEADROOM, create_demo, default_motion_prompts, queue_full_message, record_id_from_path
 
@@ -49,6 +50,10 @@ def test_wiring(model, store):
     # step 2's examples fill the motion prompts and the γm that goes with them (the demo model's only)
     assert motion_example_rows(demo_model) == [[p, m] for p, m in SHAPES_MOTION_EXAMPLES]
     assert motion_example_rows(demo) is None
+    # each shown by its motions and γm, not by its prompts run together on one line
+    labels = next(b.sample_labels for b in demo_model.blocks.values() if type(b).__name__ == "Dataset"
+                  and [c.elem_id for c in b._components] == ["motion-prompts", "motion-factor"])
+    assert labels == SHAPES_MOTION_EXAMPLE_LABELS and labels[0] == "moves left quickly | moves right quickly (γm 17)"
     banner = next(b for b in demo.blocks.values() if b.elem_id == "model-banner")
     assert banner.visible and "untrained tiny model" in banner.value
     gpu = [f for f in demo.fns.values() if f.concurrency_id == "gpu"]
