@@ -51,8 +51,7 @@ def test_wiring(model, store):
     assert motion_example_rows(demo_model) == [[p, m] for p, m in SHAPES_MOTION_EXAMPLES]
     assert motion_example_rows(demo) is None
     # each shown by its motions and γm, not by its prompts run together on one line
-    labels = next(b.sample_labels for b in demo_model.blocks.values() if type(b).__name__ == "Dataset"
-                  and [c.elem_id for c in b._components] == ["motion-prompts", "motion-factor"])
+    labels = motion_examples_dataset(demo_model).sample_labels
     assert labels == SHAPES_MOTION_EXAMPLE_LABELS and labels[0] == "moves left quickly | moves right quickly (γm 17)"
     banner = next(b for b in demo.blocks.values() if b.elem_id == "model-banner")
     assert banner.visible and "untrained tiny model" in banner.value
@@ -62,12 +61,17 @@ def test_wiring(model, store):
     assert demo._queue.max_size == 5 + UI_HEADROOM  # the studio itself refuses GPU jobs past 5
 
 
-def motion_example_rows(demo) -> list | None:
-    """The rows of the examples whose inputs are the motion prompts and the motion factor, if there are some."""
+def motion_examples_dataset(demo):
+    """The examples whose inputs are the motion prompts and the motion factor, if there are some."""
     for dataset in (b for b in demo.blocks.values() if type(b).__name__ == "Dataset"):
         if [c.elem_id for c in dataset._components] == ["motion-prompts", "motion-factor"]:
-            return [list(row) for row in dataset.samples]
+            return dataset
     return None
+
+
+def motion_example_rows(demo) -> list | None:
+    dataset = motion_examples_dataset(demo)
+    return None if dataset is None else [list(row) for row in dataset.samples]
 
 
 def test_the_train_tab_is_built_only_when_asked(model, store, tmp_path):
