@@ -24,6 +24,11 @@ learn to draw: an autoencoder trained without them snaps every grey between 83 a
 HiGen model trained on its latents carries over (the text encoder, tokenizer and DINO are rebuilt from the seed,
 identical to the ones built before).
 
+`--text-length N` (16 to 77; default 77, CLIP's) makes the tokenizer pad prompts to N tokens and gives the text encoder
+N positions: the UNet's cross-attention then sees N text states. Every caption of the world fits in 16. The encoder's
+states for those tokens are the 77-position encoder's (same seed; its attention is causal), so only the padding the
+UNet attends over changes; in the shapes world 16 taught the motion words sooner (`configs/shapes-recipe.md`).
+
 For training, point the trainer's `vae`, `text_encoder`, `tokenizer` and `appearance_model` fields at the subfolders.
 """
 
@@ -71,6 +76,10 @@ VAE_CONFIG = {
 KL_WEIGHT = 1e-6
 SHAPE_WEIGHT = 8.0  # loss weight of shape pixels against background pixels
 TEXT_WIDTH = 64
+CLIP_TEXT_LENGTH = 77  # CLIP's context: the text states the UNet sees unless the tokenizer is given fewer
+# The world's longest captions, two shapes moving at a speed ("a red circle and a green star move left quickly on a
+# grey background": 14 words), with CLIP's start and end tokens: the shortest context that cuts no caption.
+CAPTION_TOKENS = 16
 # A random CLIP gives its token and position embeddings the same small scale, so after the attention layers have
 # mixed the sequence a one-word change barely shows. Scaling the token embeddings up lets each word dominate its own
 # state (and, through causal attention, change every later one).
@@ -247,28 +256,50 @@ def save_reconstructions(path: Path, frames: np.ndarray, reconstructions: np.nda
 # Tokenizer and text encoder
 
 
-def build_tokenizer(words: list[str] | None = None) -> CLIPTokenizer:
+def check_text_length(text_length: int, name: str = "text_length") -> None:
+    if not CAPTION_TOKENS <= text_length <= CLIP_TEXT_LENGTH:
+        raise ValueError(f"{name} {text_length}: give {CAPTION_TOKENS} to {CLIP_TEXT_LENGTH} (fewer than "
+                         f"{CAPTION_TOKENS} tokens would cut the world's longest captions; CLIP has {CLIP_TEXT_LENGTH} "
+                         f"positions).")
+
+
+def build_tokenizer(words: list[str] | None = None, text_length: int = CLIP_TEXT_LENGTH) -> CLIPTokenizer:
     """A CLIP tokenizer whose vocabulary is every byte plus each of `words` (default: the shapes vocabulary) as one
-    token, so that each caption word reaches the text encoder whole."""
+    token, so that each caption word reaches the text encoder whole. It pads (and cuts) prompts to `text_length`
+    tokens, the number of text states the UNet's cross-attention sees."""
+    check_text_length(text_length)
     words = words if words is not None else vocabulary()
     tokenizer = tiny_tokenizer(words)
     split = [word for word in words if len(tokenizer.tokenize(word)) != 1]
     if split:
         raise RuntimeError(f"the tokenizer splits {split}: every word must be one token.")
+    tokenizer.model_max_length = text_length
     return tokenizer
 
 
 def build_text_encoder(tokenizer: CLIPTokenizer, seed: int = 0) -> CLIPTextModel:
+    """A seeded, random CLIP text encoder with as many positions as the tokenizer pads to. The weights are drawn for
+    CLIP's 77 positions whatever that length, then the positions are cut to it: CLIP's text attention is causal, so
+    the shorter encoder gives exactly the full one's states for the first tokens, and the two differ only in how many
+    states the UNet sees."""
     torch.manual_seed(seed)
     config = CLIPTextConfig(
         vocab_size=len(tokenizer), hidden_size=TEXT_WIDTH, intermediate_size=4 * TEXT_WIDTH, num_hidden_layers=2,
-        num_attention_heads=4, max_position_embeddings=tokenizer.model_max_length,
+        num_attention_heads=4, max_position_embeddings=CLIP_TEXT_LENGTH,
         initializer_factor=TEXT_INIT_FACTOR, bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
     )
     model = CLIPTextModel(config)
     with torch.no_grad():
         model.embeddings.token_embedding.weight.mul_(TOKEN_EMBEDDING_SCALE)
+    length = tokenizer.model_max_length
+    if length < CLIP_TEXT_LENGTH:
+        state = model.state_dict()
+        key = next(k for k in state if k.endswith("embeddings.position_embedding.weight"))
+        state[key] = state[key][:length]
+        config.max_position_embeddings = length
+        model = CLIPTextModel(config)
+        model.load_state_dict(state, strict=True)
     return model.eval()
 
 
@@ -375,11 +406,12 @@ def folder_megabytes(folder: Path) -> float:
 
 def build_components(out: str | Path, steps: int = 1200, seed: int = 0, batch_size: int = 16,
                      measure: int = 256, lighting: bool = False, vae_from: str | Path | None = None,
-                     learning_rate: float = 2e-3) -> dict:
+                     learning_rate: float = 2e-3, text_length: int = CLIP_TEXT_LENGTH) -> dict:
     """Build, check and save every component under `out`; returns (and writes) the report. `measure` sets the size
     of the measurements: validation frames (the reconstruction error and the scaling factor), clips for the motion
-    factors (half as many) and scenes for the appearance check (a quarter). `lighting` and `vae_from`: see the
-    module's docstring."""
+    factors (half as many) and scenes for the appearance check (a quarter). `lighting`, `vae_from` and
+    `text_length`: see the module's docstring."""
+    check_text_length(text_length)  # before the minutes of VAE training
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     wall, cpu = time.time(), time.process_time()
@@ -398,7 +430,7 @@ def build_components(out: str | Path, steps: int = 1200, seed: int = 0, batch_si
     save_reconstructions(out / "reconstructions.png", frames, reconstructions)
 
     # 2. Tokenizer and text encoder.
-    tokenizer = build_tokenizer()
+    tokenizer = build_tokenizer(text_length=text_length)
     text_encoder = build_text_encoder(tokenizer, seed)
     tokenizer.save_pretrained(out / "tokenizer")
     text_encoder.save_pretrained(out / "text_encoder")
@@ -421,7 +453,7 @@ def build_components(out: str | Path, steps: int = 1200, seed: int = 0, batch_si
                 "scaled_channel_std": (latents * scaling_factor).std((0, 2, 3)).tolist(),
                 "train_cpu_seconds": round(train_cpu, 1), "log": log},
         "text_encoder": {"parameters": sum(p.numel() for p in text_encoder.parameters()),
-                         "vocabulary": len(tokenizer), "one_word_changes": check_text_encoder(tokenizer, text_encoder)},
+                         "vocabulary": len(tokenizer), "text_length": text_length, "one_word_changes": check_text_encoder(tokenizer, text_encoder)},
         "appearance": {"parameters": sum(p.numel() for p in appearance.parameters()),
                        **check_appearance(appearance, seed, count=max(2, measure // 4))},
         "motion_factors": motion_factor_statistics(vae, scaling_factor, seed, count=max(2, measure // 2)),
@@ -446,12 +478,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lighting", action="store_true", help="the VAE also trains on dimmed grey backgrounds")
     parser.add_argument("--vae-from", default=None,
                         help="continue training this VAE folder (keeps its scaling factor) instead of a new one")
+    parser.add_argument("--text-length", type=int, default=CLIP_TEXT_LENGTH,
+                        help=f"text states the UNet sees: the tokenizer pads prompts to this many tokens "
+                             f"({CAPTION_TOKENS} to {CLIP_TEXT_LENGTH}; default CLIP's {CLIP_TEXT_LENGTH})")
     args = parser.parse_args(argv)
+    try:
+        check_text_length(args.text_length, "--text-length")
+    except ValueError as error:
+        parser.error(str(error))
     if args.vae_from is not None and not (Path(args.vae_from) / "config.json").is_file():
         parser.error(f"--vae-from {args.vae_from}: no VAE there; give the vae/ folder of built components "
                      f"(e.g. runs/shapes/components/vae).")
     report = build_components(args.out, args.steps, args.seed, args.batch_size, lighting=args.lighting,
-                              vae_from=args.vae_from, learning_rate=args.learning_rate)
+                              vae_from=args.vae_from, learning_rate=args.learning_rate, text_length=args.text_length)
     summary = {k: report[k] for k in ("megabytes", "motion_factors", "cpu_seconds", "wall_seconds")}
     summary["vae"] = {k: report["vae"][k] for k in ("reconstruction", "scaling_factor", "latent_mean",
                                                     "train_cpu_seconds")}

@@ -74,6 +74,31 @@ def test_one_word_changes_give_clearly_different_text_states():
     assert np.mean([figures["word_cosine"] for figures in report.values()]) < 0.6
 
 
+def test_a_shorter_text_length_gives_the_same_states_for_every_world_caption():
+    # --text-length 16: the UNet sees 16 text states instead of 77; the states themselves do not change.
+    full = components.build_tokenizer()
+    short = components.build_tokenizer(text_length=components.CAPTION_TOKENS)
+    captions = [sample_scene(seed).caption for seed in range(3000)]
+    assert max(len(ids) for ids in short(captions).input_ids) == components.CAPTION_TOKENS
+    longest = max(captions, key=lambda caption: len(caption.split()))
+    with torch.no_grad():
+        states = components.build_text_encoder(full)(full([longest], padding="max_length",
+                                                          max_length=77, return_tensors="pt").input_ids)[0]
+        cut = components.build_text_encoder(short)(short([longest], padding="max_length",
+                                                         max_length=short.model_max_length,
+                                                         return_tensors="pt").input_ids)[0]
+    assert cut.shape == (1, components.CAPTION_TOKENS, components.TEXT_WIDTH)
+    torch.testing.assert_close(cut, states[:, :components.CAPTION_TOKENS], rtol=0, atol=0)
+
+
+def test_a_text_length_that_would_cut_captions_is_refused_before_anything_is_built(tmp_path, capsys):
+    with pytest.raises(ValueError, match="give 16 to 77"):
+        components.build_tokenizer(text_length=components.CAPTION_TOKENS - 1)
+    with pytest.raises(SystemExit):
+        components.main(["--out", str(tmp_path / "out"), "--text-length", "8"])
+    assert "--text-length 8: give 16 to 77" in capsys.readouterr().err and not (tmp_path / "out").exists()
+
+
 def test_appearance_similarity_falls_as_a_shape_changes_colour_or_moves():
     model, _ = components.build_appearance_model()
     report = components.check_appearance(model, count=4)
