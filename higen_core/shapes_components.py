@@ -257,6 +257,7 @@ def save_reconstructions(path: Path, frames: np.ndarray, reconstructions: np.nda
 
 
 def check_text_length(text_length: int, name: str = "text_length") -> None:
+    """The number of text states must hold the world's longest caption and fit CLIP's positions."""
     if not CAPTION_TOKENS <= text_length <= CLIP_TEXT_LENGTH:
         raise ValueError(f"{name} {text_length}: give {CAPTION_TOKENS} to {CLIP_TEXT_LENGTH} (fewer than "
                          f"{CAPTION_TOKENS} tokens would cut the world's longest captions; CLIP has {CLIP_TEXT_LENGTH} "
@@ -282,6 +283,7 @@ def build_text_encoder(tokenizer: CLIPTokenizer, seed: int = 0) -> CLIPTextModel
     CLIP's 77 positions whatever that length, then the positions are cut to it: CLIP's text attention is causal, so
     the shorter encoder gives exactly the full one's states for the first tokens, and the two differ only in how many
     states the UNet sees."""
+    check_text_length(tokenizer.model_max_length, "the tokenizer's model_max_length")
     torch.manual_seed(seed)
     config = CLIPTextConfig(
         vocab_size=len(tokenizer), hidden_size=TEXT_WIDTH, intermediate_size=4 * TEXT_WIDTH, num_hidden_layers=2,
@@ -453,7 +455,8 @@ def build_components(out: str | Path, steps: int = 1200, seed: int = 0, batch_si
                 "scaled_channel_std": (latents * scaling_factor).std((0, 2, 3)).tolist(),
                 "train_cpu_seconds": round(train_cpu, 1), "log": log},
         "text_encoder": {"parameters": sum(p.numel() for p in text_encoder.parameters()),
-                         "vocabulary": len(tokenizer), "text_length": text_length, "one_word_changes": check_text_encoder(tokenizer, text_encoder)},
+                         "vocabulary": len(tokenizer), "text_length": text_length,
+                         "one_word_changes": check_text_encoder(tokenizer, text_encoder)},
         "appearance": {"parameters": sum(p.numel() for p in appearance.parameters()),
                        **check_appearance(appearance, seed, count=max(2, measure // 4))},
         "motion_factors": motion_factor_statistics(vae, scaling_factor, seed, count=max(2, measure // 2)),
