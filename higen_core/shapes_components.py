@@ -27,7 +27,8 @@ identical to the ones built before).
 `--text-length N` (16 to 77; default 77, CLIP's) makes the tokenizer pad prompts to N tokens and gives the text encoder
 N positions: the UNet's cross-attention then sees N text states. Every caption of the world fits in 16. The encoder's
 states for those tokens are the 77-position encoder's (same seed; its attention is causal), so only the padding the
-UNet attends over changes; in the shapes world 16 taught the motion words sooner (`configs/shapes-recipe.md`).
+UNet attends over changes; in the shapes world 16 taught the motion words more strongly from the same steps
+(`configs/shapes-recipe.md`).
 
 For training, point the trainer's `vae`, `text_encoder`, `tokenizer` and `appearance_model` fields at the subfolders.
 """
