@@ -10,6 +10,7 @@ from diffusers import AutoencoderKL
 from transformers import AutoImageProcessor, AutoModel, AutoTokenizer, CLIPTextModel
 
 from higen_core import shapes_components as components
+from higen_core.pipeline_higen import text_states
 from higen_core.shapes import render_video, sample_scene, vocabulary
 from higen_core.testing import tiny_tokenizer
 from higen_core.training.models import AppearanceEncoder
@@ -81,12 +82,9 @@ def test_a_shorter_text_length_gives_the_same_states_for_every_world_caption():
     captions = [sample_scene(seed).caption for seed in range(3000)]
     assert max(len(ids) for ids in short(captions).input_ids) == components.CAPTION_TOKENS
     longest = max(captions, key=lambda caption: len(caption.split()))
-    with torch.no_grad():
-        states = components.build_text_encoder(full)(full([longest], padding="max_length",
-                                                          max_length=77, return_tensors="pt").input_ids)[0]
-        cut = components.build_text_encoder(short)(short([longest], padding="max_length",
-                                                         max_length=short.model_max_length,
-                                                         return_tensors="pt").input_ids)[0]
+    with torch.no_grad():  # the states the pipeline and the trainer give the UNet
+        states = text_states(full, components.build_text_encoder(full), [longest])
+        cut = text_states(short, components.build_text_encoder(short), [longest])
     assert cut.shape == (1, components.CAPTION_TOKENS, components.TEXT_WIDTH)
     torch.testing.assert_close(cut, states[:, :components.CAPTION_TOKENS], rtol=0, atol=0)
 
