@@ -41,7 +41,8 @@ videos use one fixed γm, --motion-factor). Measured on the frames (values in [0
   loss. 0 means the words are ignored; motion_word_wins is the share of cases the true caption does better.
   size_word_gap / size_word_wins: the same for clips that grow or shrink, with the two words swapped.
 * --ablation: temporal consistency and text adherence of each model's standard videos (Table 1 of the paper: without
-  decoupling, structure-level only, both). Every model is sampled alike, prior then animation: a model trained
+  decoupling, structure-level only, both), and its motion_word_gap (whether the row learned the direction words that
+  its text adherence depends on). Every model is sampled alike, prior then animation: a model trained
   without a prior or without the factors keeps those zero-initialised inputs at zero, so they do nothing.
 
 **Prompts suite** (the paper's MSR-VTT protocol): one video per prompt at the default factors. CLIPSIM: mean cosine
@@ -365,14 +366,16 @@ def _by_factor(pairs: list[tuple[float, float]]) -> dict[str, dict]:
 def run_standard(pipe: HiGenPipeline, samples: int, steps: int, seed: int, guidance_scale: float,
                  motion_factor: float | None, appearance_factor: float, feature_cache_interval: int = 1,
                  standard_motion: str = "clip") -> dict:
-    """Only the standard videos (the ablation's measurements)."""
+    """The ablation's measurements: the standard videos and the motion word gap."""
     records, fixed_motion = [], default_motion_factor(pipe, motion_factor)
     for scene in eval_scenes(seed, samples):
         standard_gm = standard_motion_factor(pipe, scene, standard_motion, fixed_motion)
         request = (scene.caption, standard_gm, appearance_factor)
         prior_image, videos = generate_sample(pipe, scene, [request], steps, guidance_scale, feature_cache_interval)
         records.append(measure_standard(videos[0], prior_image, scene.caption))
-    return summarise_standard(records)
+    gaps = motion_word_gap(pipe, seed, appearance_factor=appearance_factor)
+    return {**summarise_standard(records), "motion_word_gap": gaps["motion_word_gap"],
+            "motion_word_wins": gaps["motion_word_wins"]}
 
 
 def print_shapes(result: dict, model: str, steps: int) -> None:
@@ -416,10 +419,10 @@ def print_shapes(result: dict, model: str, steps: int) -> None:
 def print_ablation(rows: list[dict]) -> None:
     print("ablation (Table 1):")
     print(f"  {'model':<24} {'videos':>6} {'temporal consistency':>21} {'text adherence':>15} {'colour':>7} "
-          f"{'motion':>7}")
+          f"{'motion':>7} {'motion word gap':>16}")
     for r in rows:
         print(f"  {r['name']:<24} {r['videos']:>6} {r['temporal_consistency']:>21.3f} {r['text_adherence']:>15.3f} "
-              f"{r['text_colour_accuracy']:>7.3f} {r['text_motion_accuracy']:>7.3f}")
+              f"{r['text_colour_accuracy']:>7.3f} {r['text_motion_accuracy']:>7.3f} {r['motion_word_gap']:>16.3f}")
 
 
 def _pyplot():
@@ -725,7 +728,8 @@ def evaluate(args: argparse.Namespace) -> dict | None:
         rows = []
         for name, path in zip(names, args.ablation):
             if Path(path).resolve() == Path(args.model).resolve():  # same model, same videos: measured already
-                figures = summarise_standard(result["per_sample"])
+                figures = {**summarise_standard(result["per_sample"]), "motion_word_gap": result["motion_word_gap"],
+                           "motion_word_wins": result["motion_word_wins"]}
             else:
                 figures = run_standard(load_pipeline(path, device, args.scheduler), args.samples, **common)
             rows.append({"name": name, "model": path, **figures})

@@ -191,6 +191,9 @@ def test_shapes_suite_end_to_end(tiny_model, tmp_path, capsys):
                                 "standard_videos": 2, "prior_videos": 2}
     assert [row["name"] for row in result["ablation"]] == ["baseline", "both"]
     assert all(row["videos"] == 2 and "temporal_consistency" in row for row in result["ablation"])
+    # The row measured apart and the row that reuses the main model's videos carry the same figures.
+    assert all(isinstance(row["motion_word_gap"], float) for row in result["ablation"])
+    assert result["ablation"][1]["motion_word_gap"] == result["motion_word_gap"]
     printed = capsys.readouterr().out
     assert "motion_factor_spearman" in printed and "(8 videos" in printed and "ablation" in printed
     if "--plots" in argv:
