@@ -108,7 +108,8 @@ def test_standard_videos_ask_for_the_motion_factor_of_their_scene_clip(monkeypat
 
     monkeypatch.setattr(evaluate, "eval_scenes", lambda seed, count: [still, moving][:count])
     monkeypatch.setattr(evaluate, "generate_sample", fake_sample)
-    monkeypatch.setattr(evaluate, "motion_word_gap", lambda *args, **kwargs: {})
+    monkeypatch.setattr(evaluate, "motion_word_gap",
+                        lambda *args, **kwargs: {"motion_word_gap": 0.0, "motion_word_wins": 0.5})
     result = evaluate.run_shapes(pipe, samples=2, steps=1, seed=0, guidance_scale=1.0, motion_factor=5.0)
     for scene, requests in asked:
         assert requests[-1][1] == evaluate.clip_motion_factor(pipe, scene)
