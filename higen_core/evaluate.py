@@ -98,6 +98,7 @@ SIZE_WORD_CLIPS = 24
 # The noisiest timesteps of the zero-terminal-SNR schedule: the noisy input shows almost nothing, so the video's
 # layout and its motion must come from the conditions; the prior gives the layout, only the text the direction.
 WORD_TIMESTEPS = (960, 980, 999)
+ABLATION_WORD_FIGURES = ("motion_word_gap", "motion_word_wins")  # what an ablation row keeps of motion_word_gap
 MIRRORED = {"left": "right", "right": "left", "up": "down", "down": "up"}
 SIZE_SWAPPED = {"grows": "shrinks", "shrinks": "grows", "grow": "shrink", "shrink": "grow"}
 PRIOR_DISTANCE = 0.1  # fraction of the frame side
@@ -374,8 +375,7 @@ def run_standard(pipe: HiGenPipeline, samples: int, steps: int, seed: int, guida
         prior_image, videos = generate_sample(pipe, scene, [request], steps, guidance_scale, feature_cache_interval)
         records.append(measure_standard(videos[0], prior_image, scene.caption))
     gaps = motion_word_gap(pipe, seed, appearance_factor=appearance_factor)
-    return {**summarise_standard(records), "motion_word_gap": gaps["motion_word_gap"],
-            "motion_word_wins": gaps["motion_word_wins"]}
+    return {**summarise_standard(records), **{key: gaps[key] for key in ABLATION_WORD_FIGURES}}
 
 
 def print_shapes(result: dict, model: str, steps: int) -> None:
@@ -728,8 +728,8 @@ def evaluate(args: argparse.Namespace) -> dict | None:
         rows = []
         for name, path in zip(names, args.ablation):
             if Path(path).resolve() == Path(args.model).resolve():  # same model, same videos: measured already
-                figures = {**summarise_standard(result["per_sample"]), "motion_word_gap": result["motion_word_gap"],
-                           "motion_word_wins": result["motion_word_wins"]}
+                figures = {**summarise_standard(result["per_sample"]),
+                           **{key: result[key] for key in ABLATION_WORD_FIGURES}}
             else:
                 figures = run_standard(load_pipeline(path, device, args.scheduler), args.samples, **common)
             rows.append({"name": name, "model": path, **figures})
