@@ -192,7 +192,7 @@ def test_shapes_suite_end_to_end(tiny_model, tmp_path, capsys):
                                 "standard_videos": 2, "prior_videos": 2}
     assert [row["name"] for row in result["ablation"]] == ["baseline", "both"]
     assert all(row["videos"] == 2 and "temporal_consistency" in row for row in result["ablation"])
-    # The row measured apart and the row that reuses the main model's videos carry the same figures.
+    # Every row carries its word gap; the row that is the main model reuses the suite's own.
     assert all(isinstance(row["motion_word_gap"], float) for row in result["ablation"])
     assert result["ablation"][1]["motion_word_gap"] == result["motion_word_gap"]
     printed = capsys.readouterr().out
