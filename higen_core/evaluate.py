@@ -74,7 +74,7 @@ import torch
 
 from .conditioning import appearance_matrix, motion_factors_from_latents
 from .pipeline_higen import HiGenPipeline, default_scheduler, dpm_scheduler, text_states
-from .measures import (
+from .shapes.measures import (
     appearance_change,
     centroid,
     dominant_colour,
@@ -85,7 +85,7 @@ from .measures import (
     track_continuity,
     x_displacement,
 )
-from .shapes import SHAPE_COLOURS, parse_caption, render_video, sample_scene
+from .shapes.world import SHAPE_COLOURS, parse_caption, render_video, sample_scene
 from .training.latents import higen_conditions
 
 APPEARANCE_FACTORS = (0.0, 0.4, 0.8, 1.0)

@@ -1,11 +1,12 @@
 # Copyright 2026 The HiGen Studio authors. Licensed under the Apache License, Version 2.0.
 """HiGen's two-stage text-to-video generation as a diffusers pipeline.
 
-    pipe = HiGenPipeline.from_pretrained("higen-t2v").to("cuda", torch.float16)
-    prior = pipe.generate_prior("a corgi running on the beach")           # spatial reasoning: one latent image
-    video = pipe.animate(prior, ["a corgi running on the beach", "a corgi jumping on the beach"],
-                         motion_factor=500, appearance_factor=1.0)        # temporal reasoning, both in one batch
-    video.frames[0]  # list of PIL images
+    pipe = higen_core.load_pipeline("assets/shapes-model")                 # or HiGenPipeline.from_pretrained
+    prior = pipe.generate_prior("a red circle on a cyan background")      # spatial reasoning: one latent image
+    video = pipe.animate(prior, ["a red circle moves left quickly on a cyan background",
+                                 "a red circle grows quickly on a cyan background"],
+                         motion_factor=17)                                # temporal reasoning, both in one batch
+    video.frames[0]  # list of PIL images; unset factors, steps and guidance come from `pipe.settings`
 
 `pipe(prompt)` runs both steps. One prior can be animated again with other motion prompts or factors without
 repeating spatial reasoning.
@@ -28,6 +29,7 @@ from diffusers.utils.torch_utils import randn_tensor
 from diffusers.video_processor import VideoProcessor
 
 from .conditioning import appearance_matrix
+from .settings import HiGenSettings
 from .unet_higen import MAX_PERIOD, HiGenUNet3DModel
 
 logger = logging.get_logger(__name__)
@@ -113,20 +115,31 @@ class HiGenPipeline(DiffusionPipeline):
         tokenizer: its tokenizer (optional with `prompt_embeds`).
         unet: `HiGenUNet3DModel`.
         scheduler: a diffusers scheduler; `default_scheduler()` is the official sampler.
+        settings: what the model recommends (`higen_core.settings.HiGenSettings` or its dict; saved in
+            `model_index.json`): the defaults of every call's γm, γa, guidance and steps. None: the paper's values.
     """
 
     model_cpu_offload_seq = "text_encoder->unet->vae"
     _optional_components = ["vae", "text_encoder", "tokenizer"]
     _callback_tensor_inputs = ["latents", "prompt_embeds", "negative_prompt_embeds"]
 
-    def __init__(self, vae=None, text_encoder=None, tokenizer=None, *, unet: HiGenUNet3DModel, scheduler):
+    def __init__(self, vae=None, text_encoder=None, tokenizer=None, *, unet: HiGenUNet3DModel, scheduler,
+                 settings: HiGenSettings | dict | None = None):
         super().__init__()
         self.register_modules(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler)
+        # Checked now, so that a folder with bad settings fails to load with a message naming the key.
+        HiGenSettings.resolve(settings, unet.config.motion_factor_range)
+        self.register_to_config(settings=settings.to_dict() if isinstance(settings, HiGenSettings) else settings)
         self.vae_scale_factor = 2 ** (len(vae.config.block_out_channels) - 1) if vae is not None else 8
         self.image_processor = VaeImageProcessor(vae_scale_factor=self.vae_scale_factor)
         self.video_processor = VideoProcessor(vae_scale_factor=self.vae_scale_factor)
         self._text_cache: OrderedDict = OrderedDict()
         self._interrupt = False
+
+    @property
+    def settings(self) -> HiGenSettings:
+        """What this model recommends: the defaults of `generate_prior`, `animate` and `__call__` (see __init__)."""
+        return HiGenSettings.resolve(self.config.settings, self.unet.config.motion_factor_range)
 
     @property
     def interrupt(self) -> bool:
@@ -317,7 +330,7 @@ class HiGenPipeline(DiffusionPipeline):
     # ------------------------------------------------------------------------------------------------------------
     @torch.no_grad()
     def generate_prior(self, prompt=None, negative_prompt=None, height=None, width=None, num_images_per_prompt=1,
-                       num_inference_steps=50, guidance_scale=12.0, generator=None, latents=None,
+                       num_inference_steps=None, guidance_scale=None, generator=None, latents=None,
                        prompt_embeds=None, negative_prompt_embeds=None, output_type="pil",
                        callback_on_step_end=None, callback_on_step_end_tensor_inputs=("latents",),
                        feature_cache_interval=1, return_dict=True):
@@ -325,9 +338,13 @@ class HiGenPipeline(DiffusionPipeline):
         Spatial reasoning: the UNet's spatial layers alone (one frame) turn the prompt into a latent image, the
         spatial prior. `latents` (B, C, H/8, W/8) are used as given; `output_type` "pil", "np" or "pt" also decodes
         previews, "latent" does not. `feature_cache_interval` > 1 is the opt-in fast preset that changes the result
-        (see `animate`). Returns `HiGenPriorOutput(latents, images)`.
+        (see `animate`). `num_inference_steps` and `guidance_scale` default to the model's `settings`. Returns
+        `HiGenPriorOutput(latents, images)`.
         """
-        # 1. Check inputs.
+        # 1. Check inputs; what the caller leaves out comes from the model's recommended settings.
+        settings = self.settings
+        num_inference_steps = settings.num_inference_steps if num_inference_steps is None else num_inference_steps
+        guidance_scale = settings.guidance_scale if guidance_scale is None else guidance_scale
         self.check_inputs(prompt, negative_prompt, prompt_embeds, negative_prompt_embeds, num_inference_steps,
                           guidance_scale, output_type, callback_on_step_end_tensor_inputs, feature_cache_interval)
         if not isinstance(num_images_per_prompt, int) or num_images_per_prompt < 1:
@@ -374,8 +391,8 @@ class HiGenPipeline(DiffusionPipeline):
         return HiGenPriorOutput(latents=latents, images=images)
 
     @torch.no_grad()
-    def animate(self, prior, prompt=None, negative_prompt=None, motion_factor=500, appearance_factor=1.0,
-                num_frames=None, num_inference_steps=50, guidance_scale=12.0, generator=None, latents=None,
+    def animate(self, prior, prompt=None, negative_prompt=None, motion_factor=None, appearance_factor=None,
+                num_frames=None, num_inference_steps=None, guidance_scale=None, generator=None, latents=None,
                 prompt_embeds=None, negative_prompt_embeds=None, output_type="pil", decode_chunk_size=8,
                 callback_on_step_end=None, callback_on_step_end_tensor_inputs=("latents",), feature_cache_interval=1,
                 return_dict=True):
@@ -387,9 +404,10 @@ class HiGenPipeline(DiffusionPipeline):
             prior: `HiGenPriorOutput` or (B, C, H/8, W/8) latents. One prior serves every prompt (the paper's Fig. 6).
             prompt: one motion prompt or a list: each is a video of the same batched call.
             motion_factor: γm, frame-difference magnitude (300-600 for the released model): one number, or one per
-                video.
+                video. Default: the model's `settings.motion_factor`.
             appearance_factor: γa in [0, 1], how much appearance changes from first to last frame: one number, or one
-                per video.
+                per video. Default: the model's `settings.appearance_factor`.
+            num_inference_steps, guidance_scale: default to the model's `settings`.
             num_frames: frames per video (the model's trained count by default).
             latents: (B, C, F, H/8, W/8) starting noise, used as given.
             feature_cache_interval: an opt-in fast preset that changes the result (DeepCache-style feature caching):
@@ -397,7 +415,12 @@ class HiGenPipeline(DiffusionPipeline):
                 features of the last whole step. 1 (the default) leaves the result exact.
         Returns `HiGenVideoOutput(latents, frames)`.
         """
-        # 1. Check inputs.
+        # 1. Check inputs; what the caller leaves out comes from the model's recommended settings.
+        settings = self.settings
+        motion_factor = settings.motion_factor if motion_factor is None else motion_factor
+        appearance_factor = settings.appearance_factor if appearance_factor is None else appearance_factor
+        num_inference_steps = settings.num_inference_steps if num_inference_steps is None else num_inference_steps
+        guidance_scale = settings.guidance_scale if guidance_scale is None else guidance_scale
         self.check_inputs(prompt, negative_prompt, prompt_embeds, negative_prompt_embeds, num_inference_steps,
                           guidance_scale, output_type, callback_on_step_end_tensor_inputs, feature_cache_interval)
         prior = prior.latents if isinstance(prior, HiGenPriorOutput) else prior
@@ -471,13 +494,14 @@ class HiGenPipeline(DiffusionPipeline):
 
     @torch.no_grad()
     def __call__(self, prompt=None, motion_prompt=None, negative_prompt=None, height=None, width=None,
-                 num_frames=None, motion_factor=500, appearance_factor=1.0, num_inference_steps=50,
-                 guidance_scale=12.0, generator=None, output_type="pil", decode_chunk_size=8,
+                 num_frames=None, motion_factor=None, appearance_factor=None, num_inference_steps=None,
+                 guidance_scale=None, generator=None, output_type="pil", decode_chunk_size=8,
                  callback_on_step_end=None, callback_on_step_end_tensor_inputs=("latents",), feature_cache_interval=1,
                  return_dict=True):
         r"""
         Both steps: a spatial prior from `prompt`, then a video from it for `motion_prompt` (default: `prompt`; a
-        list animates the one prior with each). Returns `HiGenPipelineOutput(latents, frames, prior_latents)`.
+        list animates the one prior with each). Factors, steps and guidance left out come from the model's
+        `settings`. Returns `HiGenPipelineOutput(latents, frames, prior_latents)`.
         """
         # 1. Spatial reasoning.
         prior = self.generate_prior(

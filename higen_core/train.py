@@ -42,7 +42,7 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset
 from tqdm.auto import tqdm
 
 from .pipeline_higen import HiGenPipeline, default_scheduler
-from .shapes import write_dataset
+from .shapes.world import write_dataset
 from .video_io import export_gif, export_mp4
 from .training.checkpoint import read_state, resolve_resume, save_checkpoint
 from .training.config import ConfigError, TrainConfig, config_to_json, parse_args

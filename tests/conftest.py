@@ -1,5 +1,5 @@
-"""Shared fixtures: the official reference data (../shared/reference beside the repository), tiny components and
-one-shape scenes of the shapes world."""
+"""Shared fixtures: the official reference data (tests/reference, see its README), tiny components and one-shape
+scenes of the shapes world."""
 
 import json
 import os
@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from higen_core.shapes import Scene, SceneObject
+from higen_core.shapes.world import Scene, SceneObject
 
 REPO = Path(__file__).resolve().parents[1]
-REFERENCE = Path(os.environ.get("HIGEN_REFERENCE", REPO.parent / "shared" / "reference" / "higen-official-tiny"))
+REFERENCE = Path(os.environ.get("HIGEN_REFERENCE", REPO / "tests" / "reference" / "higen-official-tiny"))
 
 
 @pytest.fixture(autouse=True)

@@ -25,7 +25,7 @@ from transformers import (
 )
 
 from higen_core import evaluate
-from higen_core.shapes import render_video, sample_scene, write_mp4
+from higen_core.shapes.world import render_video, sample_scene, write_mp4
 from higen_core.testing import tiny_pipeline, tiny_tokenizer
 
 SCENES = [sample_scene(seed) for seed in range(240)]

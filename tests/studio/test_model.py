@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from higen_core import video_io
-from higen_core.shapes import parse_caption
+from higen_core.shapes.world import parse_caption
 from studio import JobStopped, StudioError
 from studio.model import (DEMO_MODEL_DIR, MAX_MOTION_PROMPTS, SHAPES_APPEARANCE_FACTOR, SHAPES_GUIDANCE, StudioModel,
                           animate_gpu_seconds, convert_vgen_cached, load_pipeline, parse_motion_prompts, zero_gpu)

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from higen_core import shapes
-from higen_core.shapes import (
+from higen_core.shapes import world as shapes
+from higen_core.shapes.world import (
     BACKGROUNDS,
     COLOURS,
     MOTIONS,

@@ -9,9 +9,9 @@ import torch
 from diffusers import AutoencoderKL
 from transformers import AutoImageProcessor, AutoModel, AutoTokenizer, CLIPTextModel
 
-from higen_core import shapes_components as components
+from higen_core.shapes import components
 from higen_core.pipeline_higen import text_states
-from higen_core.shapes import render_video, sample_scene, vocabulary
+from higen_core.shapes.world import render_video, sample_scene, vocabulary
 from higen_core.testing import tiny_tokenizer
 from higen_core.training.models import AppearanceEncoder
 

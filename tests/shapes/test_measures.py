@@ -5,8 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from higen_core import measures
-from higen_core.shapes import SHAPE_COLOURS, render_video, sample_scene
+from higen_core.shapes import measures
+from higen_core.shapes.world import SHAPE_COLOURS, render_video, sample_scene
 
 SCENES = [sample_scene(seed) for seed in range(240)]
 

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 import scipy.stats
 
-from .shapes import (
+from .world import (
     BACKGROUNDS,
     COLOURS,
     DEFAULT_TOLERANCE,

@@ -2,8 +2,8 @@
 """The small frozen components a HiGen model of the shapes world is trained with, built and saved in the folder layout
 that diffusers and transformers load:
 
-    python -m higen_core.shapes_components --out DIR [--steps 1200] [--seed 0]
-    python -m higen_core.shapes_components --out DIR --lighting --vae-from OLD/vae --steps 800 --learning-rate 6e-4
+    python -m higen_core.shapes.components --out DIR [--steps 1200] [--seed 0]
+    python -m higen_core.shapes.components --out DIR --lighting --vae-from OLD/vae --steps 800 --learning-rate 6e-4
 
 * `DIR/vae`: an `AutoencoderKL` trained here on rendered shapes frames, 64x64 RGB <-> 4x16x16 latents (three levels,
   scale factor 4), its `scaling_factor` set to 1 / std of its latents so that the latents have unit variance.
@@ -28,7 +28,7 @@ identical to the ones built before).
 N positions: the UNet's cross-attention then sees N text states. Every caption of the world fits in 16. The encoder's
 states for those tokens are the 77-position encoder's (same seed; its attention is causal), so only the padding the
 UNet attends over changes; in the shapes world 16 taught the motion words more strongly from the same steps
-(`configs/shapes-recipe.md`).
+(`recipe.md`).
 
 For training, point the trainer's `vae`, `text_encoder`, `tokenizer` and `appearance_model` fields at the subfolders.
 """
@@ -48,8 +48,8 @@ from diffusers import AutoencoderKL
 from PIL import Image
 from transformers import BitImageProcessorPil, CLIPTextConfig, CLIPTextModel, CLIPTokenizer, Dinov2Config, Dinov2Model
 
-from .conditioning import motion_factors_from_latents
-from .shapes import (
+from ..conditioning import motion_factors_from_latents
+from .world import (
     COLOURS,
     SHAPE_COLOURS,
     Scene,
@@ -60,7 +60,7 @@ from .shapes import (
     sample_scene,
     vocabulary,
 )
-from .testing import tiny_tokenizer
+from ..testing import tiny_tokenizer
 
 FRAME_SIZE = 64
 CLIP_FRAMES = 8
@@ -473,7 +473,7 @@ def build_components(out: str | Path, steps: int = 1200, seed: int = 0, batch_si
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m higen_core.shapes_components", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m higen_core.shapes.components", description=__doc__.split("\n")[0])
     parser.add_argument("--out", required=True, help="folder for vae/, tokenizer/, text_encoder/, appearance/")
     parser.add_argument("--steps", type=int, default=1200, help="VAE training steps")
     parser.add_argument("--batch-size", type=int, default=16, help="VAE crops per step (whole frames: half)")

@@ -1,0 +1,134 @@
+# Copyright 2026 The HiGen Studio authors. Licensed under the Apache License, Version 2.0.
+"""One way to load a HiGen pipeline, used by the CLI, the studio, the evaluation suites and the benchmark.
+
+    pipe = higen_core.load_pipeline("assets/shapes-model")                       # a folder: CPU, float32
+    pipe = higen_core.load_pipeline("owner/higen-t2v", device="cuda")            # a hub id: float16 on a GPU
+    pipe = higen_core.load_pipeline("higen-t2v", device="cuda", offload="model") # each model on the GPU only to run
+    pipe = higen_core.load_pipeline("tiny")                                      # untrained, built in code (tests)
+
+A mistake (a folder that does not exist, a folder of something else, a device this machine lacks) raises
+`PipelineLoadError` with one line that says what to do.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import diffusers
+import torch
+from huggingface_hub.errors import HFValidationError
+from huggingface_hub.utils import validate_repo_id
+from packaging.version import Version
+
+from .pipeline_higen import HiGenPipeline
+
+TINY = "tiny"
+DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16, "fp16": torch.float16,
+          "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
+OFFLOAD_MODES = ("none", "model", "sequential")
+# diffusers 0.40 renamed from_pretrained's `torch_dtype` to `dtype` and warns about the old name; older versions
+# drop the new one with a warning.
+_DTYPE_KEYWORD = "dtype" if Version(diffusers.__version__) >= Version("0.40.0") else "torch_dtype"
+
+
+class PipelineLoadError(ValueError):
+    """A model that cannot be loaded as asked; the message is one line that says what to do."""
+
+
+def resolve_device(device: str | torch.device | None = None) -> torch.device:
+    """`device`, or cuda when torch sees a GPU, else cpu."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError) as error:
+        raise PipelineLoadError(f"{device!r} is not a torch device (cpu, cuda, cuda:1, ...): {error}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise PipelineLoadError(f"device {device}: this machine has no CUDA GPU that torch can use; use cpu.")
+    return device
+
+
+def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
+    """`dtype` (a torch dtype or a name such as "float16" or "bf16"), or half precision on a GPU and float32 on the
+    CPU, where half-precision convolutions are slow or missing."""
+    if dtype is None:
+        return torch.float16 if device.type == "cuda" else torch.float32
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype not in DTYPES:
+        raise PipelineLoadError(f"dtype must be one of {sorted(DTYPES)}; got {dtype!r}.")
+    return DTYPES[dtype]
+
+
+def set_cpu_threads(threads: int | None = None) -> int:
+    """Threads of torch's CPU operations: `threads`, or by default one per two cores. The models run here are small
+    enough that a second thread per core only adds synchronisation, and on a machine where other work runs, threads
+    that spin waiting for a busy core cost several times their gain. Returns the number set."""
+    if threads is None:
+        threads = max(1, (os.cpu_count() or 2) // 2)
+    if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
+        raise PipelineLoadError(f"CPU threads must be a positive integer; got {threads!r}.")
+    torch.set_num_threads(threads)
+    return threads
+
+
+def _check_source(source: str) -> str:
+    """The folder or hub id to give from_pretrained, or a PipelineLoadError for a path that is no pipeline folder."""
+    path = Path(source).expanduser()
+    if path.is_dir():
+        index = path / "model_index.json"
+        if not index.is_file():
+            raise PipelineLoadError(f"{source} is not a pipeline folder (it has no model_index.json); give a folder "
+                                    f"written by HiGenPipeline.save_pretrained or python -m higen_core.convert.")
+        try:
+            class_name = json.loads(index.read_text()).get("_class_name")
+        except (OSError, ValueError, AttributeError):
+            raise PipelineLoadError(f"{index} is not a valid pipeline index (expected a JSON object).") from None
+        if class_name != HiGenPipeline.__name__:
+            raise PipelineLoadError(f"{source} holds a {class_name}, not a {HiGenPipeline.__name__}.")
+        return str(path)
+    # "owner/name" is a hub id, unless its first part is a folder here: then it was meant as a path.
+    try:
+        validate_repo_id(source)
+        is_hub_id = source.count("/") == 1 and not path.parent.is_dir() and not source.startswith((".", "~"))
+    except HFValidationError:
+        is_hub_id = False
+    if not is_hub_id:
+        raise PipelineLoadError(f"no such folder: {source}. Give a pipeline folder or a hub id (owner/name).")
+    return source
+
+
+def load_pipeline(source: str, *, device: str | torch.device | None = None, dtype: str | torch.dtype | None = None,
+                  offload: str | None = None, progress_bar: bool = False) -> HiGenPipeline:
+    """A `HiGenPipeline` from a folder, a hub id or "tiny", in `dtype` (default: float16 on a GPU, float32 on the
+    CPU) on `device` (default: cuda if available). `offload`: "model" keeps each model on the CPU until it runs,
+    "sequential" each layer (slowest, least memory); both need a GPU."""
+    torch_device = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype, torch_device)
+    offload = offload or "none"
+    if offload not in OFFLOAD_MODES:
+        raise PipelineLoadError(f"offload must be one of {OFFLOAD_MODES}; got {offload!r}.")
+    if offload != "none" and torch_device.type != "cuda":
+        raise PipelineLoadError(f"offload {offload!r} moves models between the CPU and a GPU: it needs a cuda device.")
+
+    if source == TINY:
+        from .testing import tiny_pipeline
+
+        pipe = tiny_pipeline().to(dtype=torch_dtype)
+    else:
+        name = _check_source(str(source))
+        try:
+            pipe = HiGenPipeline.from_pretrained(name, **{_DTYPE_KEYWORD: torch_dtype})
+        except Exception as error:  # a half-written folder, no network, a gated repo: one line says which
+            reason = " ".join(str(error).split())[:500] or type(error).__name__
+            raise PipelineLoadError(f"cannot load a HiGen pipeline from {source}: {reason}") from error
+    pipe.set_progress_bar_config(disable=not progress_bar)
+    if offload == "model":
+        pipe.enable_model_cpu_offload(device=torch_device)
+    elif offload == "sequential":
+        pipe.enable_sequential_cpu_offload(device=torch_device)
+    else:
+        pipe.to(torch_device)
+    return pipe
