@@ -216,12 +216,13 @@ def load_vgen_unet(checkpoint, **vgen_unet_kwargs) -> HiGenUNet3DModel:
 
 
 def convert_to_pipeline(vgen_checkpoint, base: str, out: str, **vgen_unet_kwargs):
-    """Write a complete pipeline folder: the converted UNet, HiGen's scheduler and the base's text encoder,
-    tokenizer and VAE."""
+    """Write a complete pipeline folder: the converted UNet, HiGen's scheduler, the base's text encoder, tokenizer
+    and VAE, and the released model's recommended settings (γm 500 in 300-600, γa 1, guidance 12, 50 steps)."""
     from diffusers import AutoencoderKL
     from transformers import CLIPTextModel, CLIPTokenizer
 
     from .pipeline_higen import HiGenPipeline, default_scheduler
+    from .settings import released_settings
 
     unet = load_vgen_unet(vgen_checkpoint, **vgen_unet_kwargs)
     pipe = HiGenPipeline(
@@ -230,6 +231,7 @@ def convert_to_pipeline(vgen_checkpoint, base: str, out: str, **vgen_unet_kwargs
         tokenizer=CLIPTokenizer.from_pretrained(base, subfolder="tokenizer"),
         unet=unet,
         scheduler=default_scheduler(),
+        settings=released_settings(),
     )
     pipe.save_pretrained(out)
     return pipe

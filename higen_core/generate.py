@@ -1,13 +1,14 @@
 # Copyright 2026 The HiGen Studio authors. Licensed under the Apache License, Version 2.0.
 """Text-to-video from the command line: one spatial prior, animated with every motion prompt in one batch.
 
-    python -m higen_core.generate --model higen-t2v --prompt "a corgi on the beach" \
-        --motion-prompt "a corgi running on the beach" --motion-prompt "a corgi jumping on the beach" \
-        --motion-factor 500 --appearance-factor 1.0 --seed 0 --out corgi.mp4
+    python -m higen_core.generate --model assets/shapes-model --prompt "a red circle on a cyan background" \
+        --motion-prompt "a red circle moves left quickly on a cyan background" \
+        --motion-prompt "a red circle moves right quickly on a cyan background" --motion-factor 17 --out circle.mp4
 
-writes corgi_prior.png, then corgi_0.mp4 and corgi_1.mp4, each with its settings beside it (corgi_0.json, ...) and
-embedded in the MP4, and prints their paths. With one motion prompt (by default the prompt itself) the video is
-corgi.mp4. Every video starts from --seed on its own, so running a motion prompt alone reproduces its batch member.
+writes circle_prior.png, then circle_0.mp4 and circle_1.mp4, each with its settings beside it (circle_0.json, ...)
+and embedded in the MP4, and prints their paths. With one motion prompt (by default the prompt itself) the video is
+circle.mp4. Every video starts from --seed on its own, so running a motion prompt alone reproduces its batch member.
+γm, γa, guidance, steps and frame rate default to what the model folder recommends (`pipe.settings`).
 
 Mistakes in the command line, the model folder, the output path or the factors end the run with a one-line message
 and exit code 2, before any file is written.
@@ -23,15 +24,13 @@ import tempfile
 from pathlib import Path
 
 import torch
-from huggingface_hub.errors import HFValidationError
-from huggingface_hub.utils import validate_repo_id
 
 from . import video_io
-from .pipeline_higen import HiGenPipeline, dpm_scheduler
+from .loading import DTYPES, PipelineLoadError, check_source, load_pipeline, set_cpu_threads
+from .pipeline_higen import dpm_scheduler
 
 PROG = "python -m higen_core.generate"
 VIDEO_EXTENSIONS = (".mp4", ".gif")
-DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
 class UsageError(Exception):
@@ -64,15 +63,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--motion-prompt", action="append", dest="motion_prompts", metavar="TEXT",
                         help="a motion prompt; repeat for several videos in one batch (default: the prompt)")
     parser.add_argument("--negative-prompt", default="", metavar="TEXT", help="what to steer away from (default: none)")
-    # Factors are range-checked by the pipeline, whose messages name the allowed ranges.
-    parser.add_argument("--motion-factor", type=float, default=500.0, metavar="GAMMA_M",
-                        help="γm, how much the frames differ (300-600 for the released model; default 500)")
-    parser.add_argument("--appearance-factor", type=float, default=1.0, metavar="GAMMA_A",
-                        help="γa in [0, 1], how much appearance changes from first to last frame (default 1)")
+    # Factors are range-checked by the pipeline, whose messages name the allowed ranges. What is left out comes from
+    # the model's recommended settings.
+    parser.add_argument("--motion-factor", type=float, metavar="GAMMA_M",
+                        help="γm, how much the frames differ (default: the model's; 500 for the released model)")
+    parser.add_argument("--appearance-factor", type=float, metavar="GAMMA_A",
+                        help="γa in [0, 1], how much appearance changes from first to last frame (default: the "
+                             "model's)")
     parser.add_argument("--frames", type=_number(int, 2), help="frames per video (default: the model's)")
-    parser.add_argument("--steps", type=_number(int, 1), default=50, help="denoising steps per stage (default 50)")
-    parser.add_argument("--guidance", type=_number(float, 0), default=12.0,
-                        help="classifier-free guidance scale (default 12)")
+    parser.add_argument("--steps", type=_number(int, 1), help="denoising steps per stage (default: the model's)")
+    parser.add_argument("--guidance", type=_number(float, 0),
+                        help="classifier-free guidance scale (default: the model's)")
     parser.add_argument("--scheduler", choices=("ddim", "dpm"), default="ddim",
                         help="ddim: the official sampler (default); dpm: DPM-Solver++, a fast preset for 20-25 --steps "
                              "that changes the result")
@@ -83,10 +84,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--height", type=_number(int, 1), help="pixels (default: the model's)")
     parser.add_argument("--width", type=_number(int, 1), help="pixels (default: the model's)")
     parser.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda if available, else cpu")
-    parser.add_argument("--dtype", choices=tuple(DTYPES), default="float32", help="weights' dtype (default float32)")
+    parser.add_argument("--dtype", choices=tuple(DTYPES), help="weights' dtype (default: float16 on cuda, float32 on "
+                                                               "cpu)")
     parser.add_argument("--cpu-offload", action="store_true",
                         help="keep each model on the CPU until it runs (less GPU memory, slower; needs cuda)")
-    parser.add_argument("--fps", type=_number(float, 1e-3, 1000), default=8.0, help="frame rate (default 8)")
+    parser.add_argument("--cpu-threads", type=_number(int, 1), metavar="N",
+                        help="threads of torch's CPU work (default: one per two cores; on a busy machine fewer "
+                             "threads are faster)")
+    parser.add_argument("--fps", type=_number(float, 1e-3, 1000), help="frame rate (default: the model's)")
     parser.add_argument("--out", required=True, type=Path, metavar="PATH", help="output video: NAME.mp4 or NAME.gif")
     return parser
 
@@ -116,73 +121,44 @@ def check_output(out: Path) -> None:
         raise UsageError(f"cannot write to the output folder {str(folder)!r}: {e.strerror or e}.")
 
 
-def check_model(model: str) -> None:
-    """A local path must be a folder that `HiGenPipeline.save_pretrained` wrote; anything else that is a valid repo id
-    is left to the Hub."""
-    path = Path(model).expanduser()
-    if not path.exists():
-        try:
-            validate_repo_id(model)
-        except HFValidationError:  # "/models/higen", "./higen", ...: meant as a folder
-            raise UsageError(f"the model folder {model!r} does not exist.")
-        return
-    index = path / "model_index.json"
-    if not index.is_file():
-        raise UsageError(f"{model!r} is not a diffusers pipeline folder (it has no model_index.json).")
-    try:
-        class_name = json.loads(index.read_text()).get("_class_name")
-    except (OSError, ValueError, AttributeError):
-        raise UsageError(f"{str(index)!r} is not a valid pipeline index (expected a JSON object).")
-    if class_name != HiGenPipeline.__name__:
-        raise UsageError(f"{model!r} holds a {class_name}, not a {HiGenPipeline.__name__}.")
-
-
-def load_pipeline(model: str, device: str, dtype: torch.dtype, cpu_offload: bool) -> HiGenPipeline:
-    """`HiGenPipeline.from_pretrained` on `device` (or offloaded to the CPU between uses); a folder or Hub ID that
-    does not load is a `UsageError` naming the first line of diffusers' reason."""
-    try:
-        pipe = HiGenPipeline.from_pretrained(model, dtype=dtype)
-    except (OSError, ValueError, TypeError, ImportError) as e:
-        # diffusers' messages are long and span lines; the first line says what is wrong.
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UsageError(f"cannot load a HiGen pipeline from {model!r}: {reason}")
-    if cpu_offload:
-        pipe.enable_model_cpu_offload(device=device)
-    else:
-        pipe.to(device)
-    return pipe
-
-
 def run(args: argparse.Namespace) -> list[str]:
     """Check, load, generate and write; returns the paths written. Raises `UsageError` for the person's mistakes."""
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise UsageError("--device cuda, but this machine has no CUDA GPU that torch can use; use --device cpu.")
-    if args.cpu_offload and device != "cuda":
-        raise UsageError("--cpu-offload moves models between the CPU and a GPU: it needs --device cuda.")
     motion_prompts = args.motion_prompts or [args.prompt]
     prior_path, video_paths = output_paths(args.out, len(motion_prompts))
-    check_model(args.model)
-    check_output(args.out)  # last: it may create the output folder
-
-    pipe = load_pipeline(args.model, device, DTYPES[args.dtype], args.cpu_offload)
+    if args.cpu_offload and args.device == "cpu":
+        raise UsageError("--cpu-offload moves models between the CPU and a GPU: it needs --device cuda.")
+    try:
+        if args.model != "tiny":
+            check_source(args.model)  # a mistyped folder fails now, before the output folder is made
+        check_output(args.out)
+        set_cpu_threads(args.cpu_threads)
+        pipe = load_pipeline(args.model, device=args.device, dtype=args.dtype,
+                             offload="model" if args.cpu_offload else None, progress_bar=True)
+    except PipelineLoadError as e:
+        raise UsageError(str(e))
     if args.scheduler == "dpm":
         pipe.scheduler = dpm_scheduler()
+    recommended = pipe.settings
+    motion_factor = recommended.motion_factor if args.motion_factor is None else args.motion_factor
+    appearance_factor = recommended.appearance_factor if args.appearance_factor is None else args.appearance_factor
+    steps = recommended.num_inference_steps if args.steps is None else args.steps
+    guidance = recommended.guidance_scale if args.guidance is None else args.guidance
+    fps = recommended.fps if args.fps is None else args.fps
     presets = dict(feature_cache_interval=args.feature_cache_interval)
     try:
-        pipe.check_factors([args.motion_factor], [args.appearance_factor])  # before spending time on the prior
+        pipe.check_factors([motion_factor], [appearance_factor])  # before spending time on the prior
         pipe.set_progress_bar_config(desc="Spatial prior")
         # A CPU generator gives the same noise on every device, so a seed means the same video on CPU and GPU.
         prior = pipe.generate_prior(
-            args.prompt, args.negative_prompt, args.height, args.width, num_inference_steps=args.steps,
-            guidance_scale=args.guidance, generator=torch.Generator().manual_seed(args.seed), output_type="pil",
+            args.prompt, args.negative_prompt, args.height, args.width, num_inference_steps=steps,
+            guidance_scale=guidance, generator=torch.Generator().manual_seed(args.seed), output_type="pil",
             **presets)
         pipe.set_progress_bar_config(desc="Animating")
         # One generator per video, each seeded alike: video i's noise does not depend on the videos before it.
         video = pipe.animate(
-            prior, motion_prompts, args.negative_prompt, motion_factor=args.motion_factor,
-            appearance_factor=args.appearance_factor, num_frames=args.frames, num_inference_steps=args.steps,
-            guidance_scale=args.guidance, generator=[torch.Generator().manual_seed(args.seed) for _ in motion_prompts],
+            prior, motion_prompts, args.negative_prompt, motion_factor=motion_factor,
+            appearance_factor=appearance_factor, num_frames=args.frames, num_inference_steps=steps,
+            guidance_scale=guidance, generator=[torch.Generator().manual_seed(args.seed) for _ in motion_prompts],
             output_type="np", **presets)
     except ValueError as e:  # the pipeline's input checks: their message says what to change
         raise UsageError(str(e))
@@ -192,14 +168,14 @@ def run(args: argparse.Namespace) -> list[str]:
         num_frames, height, width, _ = frames.shape
         settings = dict(
             model=args.model, prompt=args.prompt, motion_prompt=motion_prompt, negative_prompt=args.negative_prompt,
-            seed=args.seed, motion_factor=args.motion_factor, appearance_factor=args.appearance_factor,
-            num_frames=num_frames, num_inference_steps=args.steps, guidance_scale=args.guidance, height=height,
-            width=width, fps=args.fps, scheduler=args.scheduler, feature_cache_interval=args.feature_cache_interval,
+            seed=args.seed, motion_factor=motion_factor, appearance_factor=appearance_factor,
+            num_frames=num_frames, num_inference_steps=steps, guidance_scale=guidance, height=height,
+            width=width, fps=fps, scheduler=args.scheduler, feature_cache_interval=args.feature_cache_interval,
         )
         if path.suffix.lower() == ".mp4":
-            written.append(video_io.export_mp4(frames, path, fps=args.fps, metadata=settings))
+            written.append(video_io.export_mp4(frames, path, fps=fps, metadata=settings))
         else:
-            written.append(video_io.export_gif(frames, path, fps=args.fps))
+            written.append(video_io.export_gif(frames, path, fps=fps))
         written.append(video_io.write_settings_json(settings, path.with_suffix(".json")))
     return written
 

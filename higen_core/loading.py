@@ -16,11 +16,9 @@ import json
 import os
 from pathlib import Path
 
-import diffusers
 import torch
 from huggingface_hub.errors import HFValidationError
 from huggingface_hub.utils import validate_repo_id
-from packaging.version import Version
 
 from .pipeline_higen import HiGenPipeline
 
@@ -28,9 +26,6 @@ TINY = "tiny"
 DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16, "fp16": torch.float16,
           "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
 OFFLOAD_MODES = ("none", "model", "sequential")
-# diffusers 0.40 renamed from_pretrained's `torch_dtype` to `dtype` and warns about the old name; older versions
-# drop the new one with a warning.
-_DTYPE_KEYWORD = "dtype" if Version(diffusers.__version__) >= Version("0.40.0") else "torch_dtype"
 
 
 class PipelineLoadError(ValueError):
@@ -74,7 +69,7 @@ def set_cpu_threads(threads: int | None = None) -> int:
     return threads
 
 
-def _check_source(source: str) -> str:
+def check_source(source: str) -> str:
     """The folder or hub id to give from_pretrained, or a PipelineLoadError for a path that is no pipeline folder."""
     path = Path(source).expanduser()
     if path.is_dir():
@@ -116,11 +111,14 @@ def load_pipeline(source: str, *, device: str | torch.device | None = None, dtyp
     if source == TINY:
         from .testing import tiny_pipeline
 
-        pipe = tiny_pipeline().to(dtype=torch_dtype)
+        pipe = tiny_pipeline()
+        if torch_dtype != torch.float32:  # built in float32; a cast to the same dtype makes diffusers log a warning
+            pipe.to(dtype=torch_dtype)
     else:
-        name = _check_source(str(source))
+        name = check_source(str(source))
         try:
-            pipe = HiGenPipeline.from_pretrained(name, **{_DTYPE_KEYWORD: torch_dtype})
+            # `dtype`: diffusers since 0.40 calls the older `torch_dtype` deprecated (pyproject.toml requires 0.42).
+            pipe = HiGenPipeline.from_pretrained(name, dtype=torch_dtype)
         except Exception as error:  # a half-written folder, no network, a gated repo: one line says which
             reason = " ".join(str(error).split())[:500] or type(error).__name__
             raise PipelineLoadError(f"cannot load a HiGen pipeline from {source}: {reason}") from error

@@ -16,7 +16,7 @@ Every key is optional. The pipeline's calls, the CLI, the evaluation suites and 
 `pipe.settings`; a key a folder does not record gets the paper's value (γa 1, guidance 12, 50 steps, 8 fps), and γm
 gets the paper's 500 when the model's trained `motion_factor_range` holds it, else the middle of that range.
 
-This module imports no torch, so that the studio's UI can read settings without it.
+This module itself imports no torch: its checks are plain Python.
 """
 
 from __future__ import annotations

@@ -4,6 +4,7 @@ from safetensors.torch import load_file
 
 from higen_core import HiGenPipeline
 from higen_core.convert import load_vgen_unet, main
+from higen_core.settings import released_settings
 from higen_core.testing import tiny_text_encoder, tiny_tokenizer, tiny_vae
 
 
@@ -67,6 +68,8 @@ def test_cli_writes_a_pipeline_folder_that_loads_and_runs(tmp_path, reference, r
     main(["--vgen-checkpoint", str(reference / "vgen_unet.safetensors"), "--base", str(base),
           "--out", str(tmp_path / "out")])
     pipe = HiGenPipeline.from_pretrained(tmp_path / "out")
+    # The released model's recommended settings travel with the folder: γm 500 in 300-600, γa 1, guidance 12.
+    assert pipe.settings == released_settings()
     pipe.set_progress_bar_config(disable=True)
     video = pipe.animate(torch.zeros(1, 4, 8, 12), "a prompt", num_frames=4, num_inference_steps=1,
                          output_type="np")

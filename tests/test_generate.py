@@ -11,7 +11,8 @@ import pytest
 
 from higen_core import video_io
 from higen_core.generate import PROG, main
-from higen_core.testing import tiny_pipeline
+from higen_core.pipeline_higen import HiGenPipeline
+from higen_core.testing import tiny_components, tiny_pipeline
 
 SETTING_KEYS = {"model", "prompt", "motion_prompt", "negative_prompt", "seed", "motion_factor", "appearance_factor",
                 "num_frames", "num_inference_steps", "guidance_scale", "height", "width", "fps", "scheduler",
@@ -115,7 +116,7 @@ def not_a_higen_folder(tmp_path):
 
 
 @pytest.mark.parametrize("change, message, checked_before_loading", [
-    (lambda tmp: {"--model": tmp / "missing"}, "does not exist", True),
+    (lambda tmp: {"--model": tmp / "missing"}, "no such folder", True),
     (lambda tmp: {"--model": tmp}, "has no model_index.json", True),
     (lambda tmp: {"--model": not_a_higen_folder(tmp)}, "holds a StableDiffusionPipeline, not a HiGenPipeline", True),
     (lambda tmp: {"--out": tmp / "clip.avi"}, "--out must end with .mp4 or .gif", True),
@@ -139,3 +140,31 @@ def test_malformed_arguments_are_argparse_errors(model_dir, tmp_path):
     assert code == 2 and "the following arguments are required: --prompt" in err
     code, _, err = generate("--model", model_dir, *FAST, "--steps", "0", "--out", tmp_path / "clip.mp4")
     assert code == 2 and "--steps: 0 is out of range" in err and "Traceback" not in err
+
+
+def test_defaults_come_from_the_model_folders_settings(tmp_path, caplog):
+    """Left out, γm, γa, guidance, steps and frame rate are what the folder recommends; no range warning."""
+    settings = {"motion_factor": 30, "motion_factor_range": [10, 40], "appearance_factor": 0.3,
+                "guidance_scale": 2.5, "num_inference_steps": 2, "fps": 12}
+    pipe = HiGenPipeline(**tiny_components(), settings=settings)
+    pipe.save_pretrained(tmp_path / "model")
+    code, _, err = generate("--model", tmp_path / "model", "--prompt", "a red cube", "--frames", "3",
+                            "--out", tmp_path / "clip.mp4")
+    assert code == 0, err
+    written = json.loads((tmp_path / "clip.json").read_text())
+    assert (written["motion_factor"], written["appearance_factor"], written["guidance_scale"]) == (30, 0.3, 2.5)
+    assert (written["num_inference_steps"], written["fps"]) == (2, 12)
+    assert "outside" not in err + caplog.text  # no "motion_factor ... is outside the range" warning
+    # A flag still wins over the folder's value.
+    assert generate("--model", tmp_path / "model", "--prompt", "a red cube", "--frames", "3", "--guidance", "4",
+                    "--out", tmp_path / "other.mp4")[0] == 0
+    assert json.loads((tmp_path / "other.json").read_text())["guidance_scale"] == 4
+
+
+def test_a_mistyped_relative_folder_is_no_such_folder_not_a_hub_error(tmp_path, monkeypatch):
+    (tmp_path / "assets").mkdir()
+    monkeypatch.chdir(tmp_path)
+    code, out, err = generate("--model", "assets/shape-model", "--prompt", "a", "--out", "clip.mp4")
+    assert code == 2 and err.strip() == (f"{PROG}: error: no such folder: assets/shape-model. Give a pipeline folder "
+                                         f"or a hub id (owner/name).")
+    assert not (tmp_path / "clip.mp4").exists()
