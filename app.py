@@ -11,20 +11,44 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
+
+TINY = "tiny"
+# The shapes-world model committed beside this file: what `python app.py` runs offline.
+DEMO_MODEL_DIR = Path(__file__).resolve().parent / "assets" / "shapes-model"
+
+
+def default_model() -> str:
+    """$HIGEN_MODEL, else the bundled demo model if it is there, else the untrained tiny model."""
+    if os.environ.get("HIGEN_MODEL"):
+        return os.environ["HIGEN_MODEL"]
+    return str(DEMO_MODEL_DIR) if DEMO_MODEL_DIR.is_dir() else TINY
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python app.py", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     # A Space runs `python app.py` with no arguments: its HIGEN_MODEL variable names the model instead.
-    parser.add_argument("--model", default=os.environ.get("HIGEN_MODEL"),
-                        help="pipeline folder or hub id (default: $HIGEN_MODEL, else assets/shapes-model if present, "
-                             "else the untrained tiny model)")
+    parser.add_argument("--model", default=default_model(),
+                        help="pipeline folder, hub id or \"tiny\" (default: $HIGEN_MODEL, else assets/shapes-model "
+                             "beside app.py if present, else the untrained tiny model)")
     parser.add_argument("--host", help="address to listen on (default: 127.0.0.1, or Gradio's setting on a Space)")
     parser.add_argument("--port", type=int, help="port (default: 7860 or the next free one)")
     parser.add_argument("--share", action="store_true", help="also serve through a public Gradio share link")
     parser.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
     parser.add_argument("--dtype", help="float16, bfloat16 or float32 (default: float16 on a GPU, else float32)")
+    parser.add_argument("--cpu-threads", type=positive_int, metavar="N",
+                        help="threads of torch's CPU work (default: one per two cores)")
     parser.add_argument("--enable-training", action="store_true", help="show the Train tab (local use only)")
     parser.add_argument("--workspace", default="workspace", help="the Train tab's folder (default: ./workspace)")
     parser.add_argument("--cache-dir", help="where converted VGen checkpoints are kept (default: "
@@ -43,11 +67,13 @@ def main(argv=None) -> int:
         import spaces  # noqa: F401  (on ZeroGPU it has to patch torch before anything imports torch)
     except ImportError:
         pass
+    from higen_core import set_cpu_threads
     from studio import StudioError
     from studio.model import StudioModel
     from studio.sessions import SessionStore
     from studio.ui import CSS, create_demo
 
+    set_cpu_threads(args.cpu_threads)
     try:
         model = StudioModel.load(args.model, args.device, args.dtype, args.cache_dir)
     except StudioError as e:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 import secrets
 import shutil
 import threading
@@ -24,43 +23,17 @@ from pathlib import Path
 import PIL.Image
 import torch
 
-from higen_core import HiGenPipeline, video_io
+from higen_core import HiGenPipeline, HiGenSettings, PipelineLoadError, load_pipeline, video_io
+from higen_core.loading import TINY, resolve_device, resolve_dtype
 
 from . import JobStopped, StudioError
 from .sessions import PriorRecord, Session, StopFlag, VideoRecord, new_id
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-DEMO_MODEL_DIR = REPO_ROOT / "assets" / "shapes-model"
-TINY = "tiny"
 DEFAULT_CACHE_DIR = Path(os.environ.get("HIGEN_STUDIO_CACHE", Path.home() / ".cache" / "higen-studio"))
-
-# The examples under step 1's prompt: the shapes demo model knows only its world's captions.
-EXAMPLE_PROMPTS = ["a red ball bouncing on a wooden floor", "a corgi running on the beach, sunset",
-                   "fireworks over a city skyline at night"]
-SHAPES_EXAMPLE_PROMPTS = ["a red circle on a cyan background", "a yellow star and a green square on a black background",
-                          "a white triangle on a grey background"]
-# Step 2's examples for the demo model: motions of the first example prior, each with the γm its motion has in the
-# world's clips (medians of higen_core.evaluate.clip_motion_factor over 400 scenes); the slider's middle, 10, would
-# make a growing circle drift and a still one move.
-_SUBJECT, _BACKGROUND = SHAPES_EXAMPLE_PROMPTS[0].split(" on ")
-_SHAPES_MOTIONS = ((["moves left quickly", "moves right quickly"], 17), (["moves up slowly"], 8),
-                   (["grows quickly"], 4), (["changes colour to yellow slowly"], 4), (["stays still"], 0))
-SHAPES_MOTION_EXAMPLES = [["\n".join(f"{_SUBJECT} {motion} on {_BACKGROUND}" for motion in motions), motion_factor]
-                          for motions, motion_factor in _SHAPES_MOTIONS]
-# A table cell shows a row's prompts run together on one line; a label names each motion and its γm instead.
-SHAPES_MOTION_EXAMPLE_LABELS = [f"{' | '.join(motions)} (γm {motion_factor})"
-                                for motions, motion_factor in _SHAPES_MOTIONS]
-# Starting values of the guidance and γa: the pipeline's own defaults for any model but the demo model, whose were
-# measured on it (README, "The shapes world"): at guidance 12 its shapes lose their colour, and its
-# training clips' appearance factors (1 - DINO similarity of first and last frame) stay under about 0.5.
-DEFAULT_GUIDANCE, DEFAULT_APPEARANCE_FACTOR = 12.0, 1.0
-SHAPES_GUIDANCE, SHAPES_APPEARANCE_FACTOR = 3.0, 0.2
-FPS = 8
 MAX_SEED = 2**31 - 1  # what a browser's number input and every generator take
 MAX_CANDIDATES = 4
 MAX_MOTION_PROMPTS = 4
 MAX_STEPS = 200  # an API caller could otherwise hold the GPU for hours
-DEFAULT_MOTION_FACTOR = 500.0
 MAX_UPLOAD_BYTES = 20 * 2**20
 MAX_UPLOAD_PIXELS = 40_000_000
 UPLOAD_FORMATS = {"PNG": "PNG", "JPEG": "JPEG", "WEBP": "WebP", "BMP": "BMP"}
@@ -110,52 +83,12 @@ def encode_gpu_seconds(image) -> int:
     return 10
 
 
-def parse_dtype(name: str | None, device: torch.device) -> torch.dtype:
-    """Half precision on a GPU, float32 on the CPU (where float16 convolutions are slow or missing)."""
-    if name is None:
-        return torch.float16 if device.type == "cuda" else torch.float32
-    dtypes = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16, "fp16": torch.float16,
-              "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
-    if name not in dtypes:
-        raise StudioError(f"--dtype must be one of {sorted(dtypes)}; got {name!r}.")
-    return dtypes[name]
-
-
-def parse_device(name: str | None) -> torch.device:
-    if name is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+def _load_pipeline(source: str, device: torch.device, dtype: torch.dtype) -> HiGenPipeline:
+    """`higen_core.load_pipeline`, with its one-line refusals raised as StudioError for the UI and app.py to show."""
     try:
-        device = torch.device(name)
-    except RuntimeError as e:
-        raise StudioError(f"--device {name!r} is not a torch device: {e}") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise StudioError(f"--device {name}: this machine has no CUDA GPU that torch can use.")
-    return device
-
-
-def _is_hub_id(source: str) -> bool:
-    return re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+", source) is not None and not source.startswith(".")
-
-
-def load_pipeline(source: str, dtype: torch.dtype) -> HiGenPipeline:
-    """`source` is "tiny", a pipeline folder, or a hub id ("owner/name")."""
-    if source == TINY:
-        from higen_core.testing import tiny_pipeline
-
-        return tiny_pipeline()
-    path = Path(source).expanduser()
-    if path.exists():
-        if not (path / "model_index.json").is_file():
-            raise StudioError(f"{source}: not a pipeline folder (it has no model_index.json).")
-    elif not _is_hub_id(source):
-        raise StudioError(f"{source}: no such folder, and not a hub id (owner/name).")
-    try:
-        # `torch_dtype`, which recent diffusers call deprecated for `dtype`: the older ones requirements.txt allows
-        # (>= 0.32) know only `torch_dtype`.
-        return HiGenPipeline.from_pretrained(str(path) if path.exists() else source, torch_dtype=dtype)
-    except Exception as e:  # anything from a half-written folder to no network: one clear line either way
-        reason = " ".join(str(e).split())
-        raise StudioError(f"Could not load a HiGen pipeline from {source}: {type(e).__name__}: {reason}") from e
+        return load_pipeline(source, device=device, dtype=dtype)
+    except PipelineLoadError as e:
+        raise StudioError(str(e)) from None
 
 
 def convert_vgen_cached(checkpoint: str, base: str, cache_dir: Path) -> Path:
@@ -240,19 +173,21 @@ class StudioModel:
         self._encode_on_gpu = zero_gpu(self._encode_job, encode_gpu_seconds)
 
     @classmethod
-    def load(cls, source: str | None = None, device: str | None = None, dtype: str | None = None,
+    def load(cls, source: str, device: str | None = None, dtype: str | None = None,
              cache_dir: str | Path | None = None) -> StudioModel:
-        """`source`: a pipeline folder or hub id; None for the bundled demo model, or the tiny model without it."""
-        if source is None:
-            source = str(DEMO_MODEL_DIR) if DEMO_MODEL_DIR.is_dir() else TINY
-        torch_device = parse_device(device)
-        torch_dtype = parse_dtype(dtype, torch_device)
-        pipe = load_pipeline(source, torch_dtype)
+        """`source`: a pipeline folder, a hub id or "tiny". `device` (default: cuda if available) and `dtype` (default:
+        float16 on a GPU, float32 on the CPU) as `higen_core.load_pipeline` takes them."""
+        try:
+            torch_device = resolve_device(device)
+            torch_dtype = resolve_dtype(dtype, torch_device)
+        except PipelineLoadError as e:
+            raise StudioError(str(e)) from None
+        pipe = _load_pipeline(source, torch_device, torch_dtype)
         return cls(pipe, source, torch_device, torch_dtype, is_tiny=source == TINY, cache_dir=cache_dir)
 
     def _install(self, pipe: HiGenPipeline, name: str, device: torch.device, dtype: torch.dtype, is_tiny: bool):
         pipe.set_progress_bar_config(disable=True)  # the UI shows progress; tqdm would only fill the server log
-        # Cast only when needed: from_pretrained already loaded `dtype`, and diffusers warns about casting twice.
+        # Cast only when needed: a loaded pipeline is already in `dtype`, and diffusers warns about casting twice.
         self.pipe = pipe.to(device=device) if pipe.dtype == dtype else pipe.to(device=device, dtype=dtype)
         self.name = name
         self.device = device
@@ -261,44 +196,50 @@ class StudioModel:
         self.offload = False
 
     # ------------------------------------------------------------------------------------------------------------
-    # What the UI shows about the model
+    # What the UI shows about the model: all of it is what the model's folder recommends (`pipe.settings`).
+    @property
+    def settings(self) -> HiGenSettings:
+        return self.pipe.settings
+
     @property
     def motion_factor_range(self) -> tuple[float, float]:
-        low, high = self.pipe.unet.config.motion_factor_range
-        return float(low), float(high)
+        return self.settings.motion_factor_range
 
     @property
     def default_motion_factor(self) -> float:
-        """The paper's 500 when this model was trained around it; the middle of its range otherwise (tiny models)."""
-        low, high = self.motion_factor_range
-        return DEFAULT_MOTION_FACTOR if low <= DEFAULT_MOTION_FACTOR <= high else (low + high) / 2
-
-    @property
-    def is_demo(self) -> bool:
-        # resolved: `--model assets/shapes-model` names the same folder by a relative path
-        return Path(self.name).resolve() == DEMO_MODEL_DIR
-
-    @property
-    def example_prompts(self) -> list[str]:
-        return SHAPES_EXAMPLE_PROMPTS if self.is_demo else EXAMPLE_PROMPTS
-
-    @property
-    def motion_examples(self) -> list[list]:
-        """[motion prompts, γm] rows for step 2; only the demo model's γm per motion is known."""
-        return SHAPES_MOTION_EXAMPLES if self.is_demo else []
-
-    @property
-    def motion_example_labels(self) -> list[str]:
-        """One label per row of `motion_examples`."""
-        return SHAPES_MOTION_EXAMPLE_LABELS if self.is_demo else []
-
-    @property
-    def default_guidance(self) -> float:
-        return SHAPES_GUIDANCE if self.is_demo else DEFAULT_GUIDANCE
+        return self.settings.motion_factor
 
     @property
     def default_appearance_factor(self) -> float:
-        return SHAPES_APPEARANCE_FACTOR if self.is_demo else DEFAULT_APPEARANCE_FACTOR
+        return self.settings.appearance_factor
+
+    @property
+    def default_guidance(self) -> float:
+        return self.settings.guidance_scale
+
+    @property
+    def default_steps(self) -> int:
+        return self.settings.num_inference_steps
+
+    @property
+    def fps(self) -> float:
+        return self.settings.fps
+
+    @property
+    def example_prompts(self) -> list[str]:
+        """Step 1's examples; empty when the model declares none."""
+        return list(self.settings.example_prompts)
+
+    @property
+    def motion_examples(self) -> list[list]:
+        """Step 2's examples as [motion prompts (one per line), γm] rows; empty when the model declares none."""
+        return [["\n".join(example.motion_prompts), example.motion_factor]
+                for example in self.settings.motion_examples]
+
+    @property
+    def motion_example_labels(self) -> list[str]:
+        """One label per row of `motion_examples`: a table cell would run a row's prompts together on one line."""
+        return [example.label for example in self.settings.motion_examples]
 
     @property
     def num_frames(self) -> int:
@@ -311,7 +252,7 @@ class StudioModel:
     @property
     def limits(self) -> dict:
         return {"max_seed": MAX_SEED, "max_candidates": MAX_CANDIDATES, "max_motion_prompts": MAX_MOTION_PROMPTS,
-                "max_steps": MAX_STEPS, "fps": FPS}
+                "max_steps": MAX_STEPS}
 
     def describe(self) -> dict:
         return {"model": self.name, "device": str(self.device), "dtype": str(self.dtype).removeprefix("torch."),
@@ -327,7 +268,8 @@ class StudioModel:
             source = str(convert_vgen_cached(vgen_checkpoint, base, self.cache_dir))
         elif not source:
             raise StudioError("Give a pipeline folder or hub id, or a VGen checkpoint and its base.")
-        pipe = load_pipeline(source, self.dtype)
+        # Loaded on the CPU: it moves to the device once the old model has left it.
+        pipe = _load_pipeline(source, torch.device("cpu"), self.dtype)
         with self._lock:
             # The old model leaves the GPU before the new one arrives: both at once may not fit.
             self.pipe.remove_all_hooks()
@@ -437,15 +379,16 @@ class StudioModel:
                 "created": _now()}
 
     def generate_prior(self, session: Session, prompt: str, negative_prompt: str = "", seed=0,
-                       randomize_seed: bool = False, steps=50, guidance=None, num_candidates=1,
+                       randomize_seed: bool = False, steps=None, guidance=None, num_candidates=1,
                        progress=None) -> PriorBatch:
         """Step 1: `num_candidates` spatial priors for `prompt` in one batch (candidate k from seed + k). The first
-        becomes the current prior; `choose_prior` picks another. `guidance` None: the model's `default_guidance`."""
+        becomes the current prior; `choose_prior` picks another. `steps` or `guidance` None: the model's
+        `default_steps` or `default_guidance`."""
         prompt = (prompt or "").strip()
         if not prompt:
             raise StudioError("Enter a prompt for the spatial prior.")
         negative_prompt = (negative_prompt or "").strip()
-        steps = _int(steps, "Steps", 1, MAX_STEPS)
+        steps = _int(self.default_steps if steps is None else steps, "Steps", 1, MAX_STEPS)
         count = _int(num_candidates, "Candidates", 1, MAX_CANDIDATES)
         seed = self.pick_seed(seed, randomize_seed)
         seeds = [(seed + k) % (MAX_SEED + 1) for k in range(count)]
@@ -498,11 +441,12 @@ class StudioModel:
         return session.make_current(prior.id)
 
     def animate(self, session: Session, motion_prompts, motion_factor=None, appearance_factor=None,
-                num_frames=None, steps=50, guidance=None, seed=0, randomize_seed: bool = False,
+                num_frames=None, steps=None, guidance=None, seed=0, randomize_seed: bool = False,
                 progress=None) -> AnimateResult:
         """Step 2: animate the current prior with every motion prompt (one per line; default: the prior's prompt)
-        in one batch. The prior is reused as it is: no spatial reasoning runs again. None for a factor or the
-        guidance: the model's default (`default_motion_factor`, ...)."""
+        in one batch. The prior is reused as it is: no spatial reasoning runs again. None for a factor, the frames,
+        the steps or the guidance: the model's default (`default_motion_factor`, `num_frames`, ...). The videos play
+        at the model's `fps`."""
         prior = session.current_prior
         if prior is None:
             raise StudioError("There is no spatial prior yet: generate one in step 1 (and click the candidate you "
@@ -513,11 +457,12 @@ class StudioModel:
         if len(prompts) > MAX_MOTION_PROMPTS:
             raise StudioError(f"At most {MAX_MOTION_PROMPTS} motion prompts at once; got {len(prompts)}.")
         num_frames = _int(num_frames if num_frames is not None else self.num_frames, "Frames", 2, self.max_frames)
-        steps = _int(steps, "Steps", 1, MAX_STEPS)
+        steps = _int(self.default_steps if steps is None else steps, "Steps", 1, MAX_STEPS)
         seed = self.pick_seed(seed, randomize_seed)
         motion_factor = self.default_motion_factor if motion_factor is None else motion_factor
         appearance_factor = self.default_appearance_factor if appearance_factor is None else appearance_factor
         guidance = self.default_guidance if guidance is None else guidance
+        fps = self.fps
         negative_prompt = prior.settings.get("negative_prompt", "")
         videos = self._run(self._animate_on_gpu, prior.latents, prompts, negative_prompt, motion_factor,
                            appearance_factor, num_frames, steps, guidance, seed, session.stop, progress,
@@ -529,12 +474,12 @@ class StudioModel:
             settings = self._settings(
                 "video", video_id, motion_prompt=prompt, negative_prompt=negative_prompt,
                 motion_factor=motion_factor, appearance_factor=appearance_factor, num_frames=num_frames,
-                num_inference_steps=steps, guidance_scale=guidance, seed=seed, fps=FPS,
+                num_inference_steps=steps, guidance_scale=guidance, seed=seed, fps=fps,
                 batch={"index": index, "motion_prompts": prompts}, prior={"id": prior.id, **prior.settings})
             stem = session.folder / f"video-{video_id}"
             paths = [stem.with_suffix(ext) for ext in (".mp4", ".gif", ".json")]
-            video_io.export_mp4(frames, paths[0], fps=FPS, metadata=settings)
-            video_io.export_gif(frames, paths[1], fps=FPS)
+            video_io.export_mp4(frames, paths[0], fps=fps, metadata=settings)
+            video_io.export_gif(frames, paths[1], fps=fps)
             video_io.write_settings_json(settings, paths[2])
             records.append(VideoRecord(video_id, prior.id, *paths, settings))
         session.remember(prior)

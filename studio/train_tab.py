@@ -21,10 +21,8 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
-from higen_core.training.config import TrainConfig
-
 from . import StudioError
-from .ui import QUICK_EVENT, UI_EVENT, user_errors
+from .events import QUICK_EVENT, UI_EVENT, user_errors
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # The trainer's fields the form shows; any other field goes in "More fields". Help and defaults come from the
@@ -41,6 +39,9 @@ LOG_TAIL_CHARS = 20_000
 
 
 def trainer_fields() -> dict[str, object]:
+    # Imported on first use: the package higen_core imports torch, which the UI's modules leave to studio.model.
+    from higen_core.training.config import TrainConfig
+
     return {f.name: f for f in TrainConfig.__dataclass_fields__.values()}
 
 

@@ -2,39 +2,43 @@
 """HiGen Studio's Gradio UI.
 
 `create_demo(model, store)` builds the Blocks app around a model object (studio.model.StudioModel, or anything with
-the same methods) and a SessionStore. This file imports no torch: every computation is a call on `model`.
+the same methods) and a SessionStore. This file imports no torch: every computation is a call on `model`, and every
+default the controls start at is what the model recommends (its `pipe.settings`).
 
-Every GPU event shares one concurrency id with a limit of 1, so spatial reasoning, temporal reasoning, image encoding
-and model loading never overlap, whoever asked for them.
+The app is built in three parts: one builder per panel, each returning its components; `Handlers`, whose methods
+adapt component values to the model's methods; and `wire_events`, the one place where components meet handlers.
+Every GPU event shares one concurrency id with a limit of 1 (studio.events.GPU_EVENT), so spatial reasoning,
+temporal reasoning, image encoding and model loading never overlap, whoever asked for them.
 """
 
 from __future__ import annotations
 
-import functools
+from dataclasses import dataclass
 from pathlib import Path
 
 import gradio as gr
 
-from . import JobStopped, StudioError
+from . import StudioError
+from .events import GPU_EVENT, QUICK_EVENT, UI_EVENT, user_errors
 from .sessions import PriorRecord, Session, SessionStore, VideoRecord
+from .train_tab import build_train_tab
 
 SESSION_STORAGE_KEY = "higen-studio-session"
 DEFAULT_QUEUE_SIZE = 16
-GPU_EVENT = {"concurrency_id": "gpu", "concurrency_limit": 1}
-# Handlers that may show a message go through the queue, because only queued events bring gr.Error and gr.Info to the
-# page; with no concurrency limit they never wait behind a GPU job.
-UI_EVENT = {"concurrency_id": "ui", "concurrency_limit": None, "api_visibility": "private"}
-# Handlers that only show data skip the queue: a finished result is shown, and Stop works, even when it is full.
-QUICK_EVENT = {"queue": False, "api_visibility": "private"}
 # Places in Gradio's queue beyond `queue_size`: the studio refuses GPU jobs itself once `queue_size` wait, with a
 # clear message, and its message-showing handlers still need to get in to say so.
 UI_HEADROOM = 8
 # Passed to launch(): Gradio 6 takes page CSS there. A prior is shown whole in its box whatever its size (the tiny
 # model's are 16 pixels wide).
 CSS = "#prior-current img { width: 100%; height: 100%; object-fit: contain; }"
+INTRO = ("# HiGen Studio\nText-to-video in two steps (HiGen, CVPR 2024): **1. spatial prior** — an image from your "
+         "prompt; **2. animate** — the same image brought to life by one or more motion prompts, as often as you "
+         "like.")
 TINY_BANNER = ("⚠️ **This is an untrained tiny model** with random weights: it exercises every control but makes "
                "noise, not pictures. Load a real model in the *Model* panel below, or start with "
                "`python app.py --model DIR_OR_HUB_ID`.")
+# The prompt box's placeholder when the model declares no example prompts to take the first of.
+PROMPT_PLACEHOLDER = "what the picture shows"
 
 
 def queue_full_message(waiting: int, max_size: int | None) -> str | None:
@@ -43,21 +47,6 @@ def queue_full_message(waiting: int, max_size: int | None) -> str | None:
         return None
     return (f"The studio is busy: {waiting} jobs are already waiting, the most it queues. Please try again in a "
             f"minute.")
-
-
-def user_errors(fn):
-    """Handlers raise StudioError with text meant for the person at the keyboard: show it as a Gradio error."""
-
-    @functools.wraps(fn)  # Gradio reads the signature (gr.Progress, gr.SelectData, gr.Request) through this
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except JobStopped as e:
-            raise gr.Error(str(e), title="Stopped") from None
-        except StudioError as e:
-            raise gr.Error(str(e)) from None
-
-    return wrapper
 
 
 def record_id_from_path(path) -> str | None:
@@ -114,305 +103,411 @@ def model_markdown(info: dict) -> str:
             f"CPU offload {offload}")
 
 
+
+# ----------------------------------------------------------------------------------------------------------------
+# Panels: each builder lays out its components inside the caller's layout and returns them.
+@dataclass
+class SessionState:
+    session_id: gr.State
+    browser_session: gr.BrowserState
+
+
+@dataclass
+class PriorPanel:
+    prompt: gr.Textbox
+    negative: gr.Textbox
+    seed: gr.Number
+    randomize: gr.Checkbox
+    candidates: gr.Slider
+    steps: gr.Slider
+    guidance: gr.Slider
+    generate: gr.Button
+    gallery: gr.Gallery
+    upload: gr.File
+
+
+@dataclass
+class AnimatePanel:
+    current: gr.Image
+    motion_prompts: gr.Textbox
+    motion_factor: gr.Slider
+    appearance_factor: gr.Slider
+    frames: gr.Slider
+    steps: gr.Slider
+    guidance: gr.Slider
+    seed: gr.Number
+    randomize: gr.Checkbox
+    animate: gr.Button
+    stop: gr.Button
+
+
+@dataclass
+class VideoPanel:
+    slots: list[tuple[gr.Column, gr.Video, gr.File]]
+    batch_files: gr.File
+    batch_settings: gr.JSON
+
+    @property
+    def outputs(self) -> list:
+        """Every slot's column, video and files, in the order `Handlers.slot_updates` returns their updates."""
+        return [component for slot in self.slots for component in slot]
+
+
+@dataclass
+class HistoryPanel:
+    gallery: gr.Gallery
+    settings: gr.JSON
+    remix: gr.Button
+    selected: gr.State  # the id of the record clicked last
+
+
+@dataclass
+class ModelPanel:
+    banner: gr.Markdown  # the header's tiny-model banner, which loading another model shows or hides
+    info: gr.Markdown
+    offload: gr.Checkbox
+    source: gr.Textbox
+    vgen_checkpoint: gr.Textbox
+    vgen_base: gr.Textbox
+    load: gr.Button
+
+
+def build_header(model) -> gr.Markdown:
+    """The title, and the banner that says when the model is the untrained tiny one."""
+    gr.Markdown(INTRO)
+    return gr.Markdown(TINY_BANNER, visible=model.is_tiny, elem_id="model-banner")
+
+
+def build_prior_panel(model, example_fn=None) -> PriorPanel:
+    """Step 1. `example_fn`: makes an example's priors, to cache on first use (on a Space); None: an example only
+    fills the prompt."""
+    limits = model.limits
+    gr.Markdown("### 1 · Spatial prior")
+    prompt = gr.Textbox(label="Prompt", lines=2, elem_id="prior-prompt",
+                        placeholder=next(iter(model.example_prompts), PROMPT_PLACEHOLDER))
+    negative = gr.Textbox(label="Negative prompt", elem_id="prior-negative",
+                          placeholder="what the picture should not show (optional)")
+    with gr.Row():
+        seed = gr.Number(0, label="Seed", precision=0, minimum=0, maximum=limits["max_seed"], elem_id="prior-seed",
+                         info="Shows the seed last used: untick Randomize to reuse it.")
+        randomize = gr.Checkbox(True, label="Randomize seed", elem_id="prior-randomize")
+    with gr.Row():
+        candidates = gr.Slider(1, limits["max_candidates"], value=min(4, limits["max_candidates"]), step=1,
+                               label="Candidates", elem_id="prior-candidates")
+        steps = gr.Slider(1, limits["max_steps"], value=model.default_steps, step=1, label="Steps",
+                          elem_id="prior-steps")
+        guidance = gr.Slider(0, 20, value=model.default_guidance, step=0.5, label="Guidance", elem_id="prior-guidance")
+    generate = gr.Button("Generate prior", variant="primary", elem_id="prior-generate")
+    gallery = gr.Gallery(label="Candidates: click one to animate it", columns=4, height=260, fit_columns=False,
+                         object_fit="contain", allow_preview=False, elem_id="prior-gallery")
+    with gr.Accordion("Use my own image", open=False):
+        upload = gr.File(label="Image (PNG, JPEG, WebP or BMP, up to 20 MB)", file_types=["image"],
+                         elem_id="prior-upload")
+    if model.example_prompts:
+        gr.Examples([[p] for p in model.example_prompts], inputs=[prompt], outputs=[gallery], fn=example_fn,
+                    cache_examples=example_fn is not None, cache_mode="lazy")
+    return PriorPanel(prompt, negative, seed, randomize, candidates, steps, guidance, generate, gallery, upload)
+
+
+def build_animate_panel(model) -> AnimatePanel:
+    """Step 2: the current prior, the motion prompts and factors, and the model's motion examples if it has some."""
+    limits = model.limits
+    low, high = model.motion_factor_range
+    slot_count = limits["max_motion_prompts"]
+    gr.Markdown("### 2 · Animate")
+    with gr.Row(equal_height=False):
+        current = gr.Image(label="Current prior: none yet", interactive=False, height=220, elem_id="prior-current")
+        with gr.Column():
+            motion_prompts = gr.Textbox(label=f"Motion prompts: one per line, up to {slot_count}", lines=3,
+                                        max_lines=slot_count, elem_id="motion-prompts",
+                                        placeholder="Empty: the prior's prompt")
+            motion_factor = gr.Slider(low, high, value=model.default_motion_factor, step=1, label="Motion factor γm",
+                                      elem_id="motion-factor", info="How much consecutive frames differ.")
+            appearance_factor = gr.Slider(0, 1, value=model.default_appearance_factor, step=0.05,
+                                          label="Appearance factor γa", elem_id="appearance-factor",
+                                          info="How much the look changes from first to last frame.")
+    if model.motion_examples:
+        gr.Examples(model.motion_examples, inputs=[motion_prompts, motion_factor],
+                    example_labels=model.motion_example_labels,
+                    label="Motion examples, each with the γm of its motion")
+    with gr.Row():
+        frames = gr.Slider(2, model.max_frames, value=model.num_frames, step=1, label="Frames",
+                           elem_id="animate-frames")
+        steps = gr.Slider(1, limits["max_steps"], value=model.default_steps, step=1, label="Steps",
+                          elem_id="animate-steps")
+        guidance = gr.Slider(0, 20, value=model.default_guidance, step=0.5, label="Guidance",
+                             elem_id="animate-guidance")
+    with gr.Row():
+        seed = gr.Number(0, label="Seed", precision=0, minimum=0, maximum=limits["max_seed"], elem_id="animate-seed")
+        randomize = gr.Checkbox(True, label="Randomize seed", elem_id="animate-randomize")
+    with gr.Row():
+        animate = gr.Button("Animate", variant="primary", elem_id="animate")
+        stop = gr.Button("Stop", variant="stop", elem_id="stop")
+    return AnimatePanel(current, motion_prompts, motion_factor, appearance_factor, frames, steps, guidance, seed,
+                        randomize, animate, stop)
+
+
+def build_video_panel(slot_count: int) -> VideoPanel:
+    """One slot per motion prompt of a batch, and the last batch's files and settings."""
+    gr.Markdown("### Videos")
+    slots = []
+    with gr.Row(elem_id="videos"):
+        for i in range(slot_count):
+            # Slot 0 stays visible so that the progress of an animation has a place to show.
+            with gr.Column(visible=i == 0, min_width=200) as column:
+                video = gr.Video(label="Videos appear here", interactive=False, loop=True, autoplay=True, height=260,
+                                 elem_classes=["studio-video"])
+                files = gr.File(label="MP4 · GIF · settings", file_count="multiple", visible=False,
+                                interactive=False)
+            slots.append((column, video, files))
+    with gr.Accordion("Files and settings of the last batch", open=False):
+        batch_files = gr.File(label="Files", file_count="multiple", interactive=False)
+        batch_settings = gr.JSON(label="Settings")
+    return VideoPanel(slots, batch_files, batch_settings)
+
+
+def build_history_panel(selected: gr.State) -> HistoryPanel:
+    gr.Markdown("### History\nThis browser's priors and videos; they stay across page refreshes and are deleted a "
+                "while after you close the page.")
+    with gr.Row(equal_height=False):
+        gallery = gr.Gallery(label="History", columns=6, height=240, allow_preview=False, fit_columns=False,
+                             object_fit="contain", elem_id="history", scale=3)
+        with gr.Column(scale=1):
+            settings = gr.JSON(label="Settings of the selected item", elem_id="history-settings")
+            remix = gr.Button("Send back to inputs", elem_id="history-remix")
+    return HistoryPanel(gallery, settings, remix, selected)
+
+
+def build_model_panel(model, banner: gr.Markdown, allow_model_loading: bool) -> ModelPanel:
+    """What runs, CPU offload, and (unless `allow_model_loading` is off) loading another model by path or hub id."""
+    info = model.describe()
+    with gr.Accordion("Model", open=False):
+        markdown = gr.Markdown(model_markdown(info), elem_id="model-info")
+        offload = gr.Checkbox(model.offload, label="CPU offload (slower, much less GPU memory)",
+                              interactive=info["device"].startswith("cuda"), elem_id="model-offload")
+        with gr.Group(visible=allow_model_loading, elem_id="model-loading"):
+            source = gr.Textbox(label="Pipeline folder or hub id", elem_id="model-source")
+            vgen_checkpoint = gr.Textbox(label="…or the released VGen checkpoint (.pth)", elem_id="model-vgen")
+            vgen_base = gr.Textbox(label="Base for the checkpoint (SD 2.x folder or hub id)", elem_id="model-base")
+            load = gr.Button("Load model", elem_id="model-load")
+    return ModelPanel(banner, markdown, offload, source, vgen_checkpoint, vgen_base, load)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Handlers: thin adapters from component values to the model's methods.
+class Handlers:
+    """The event handlers of one app, over its `model` and `store`. `demo` is read for its queue's length;
+    `examples_session_id`: the session that makes the cached examples' priors (on a Space), else None."""
+
+    def __init__(self, model, store: SessionStore, demo: gr.Blocks, queue_size: int | None,
+                 examples_session_id: str | None = None):
+        self.model = model
+        self.store = store
+        self.demo = demo
+        self.queue_size = queue_size
+        self.slot_count = model.limits["max_motion_prompts"]
+        self.examples_session_id = examples_session_id
+
+    def check_queue(self):
+        # Runs before every GPU job from the page: Gradio's own refusal of a full queue does not say why. Gradio has
+        # no public reader of its queue's length.
+        message = queue_full_message(len(self.demo._queue), self.queue_size)
+        if message:
+            raise gr.Error(message, title="Busy")
+
+    def slot_updates(self, videos: list[VideoRecord]) -> list:
+        updates = []
+        for i in range(self.slot_count):
+            if i < len(videos):
+                v = videos[i]
+                updates += [gr.Column(visible=True), gr.Video(value=str(v.mp4_path), label=v.label),
+                            gr.File(value=v.files, visible=True)]
+            else:
+                updates += [gr.Column(visible=i == 0), gr.Video(value=None, label="Videos appear here"),
+                            gr.File(value=None, visible=False)]
+        return updates
+
+    def restore(self, browser_id, request: gr.Request):
+        session = self.store.attach(browser_id, request.session_hash)
+        return [session.id, session.id, candidates_gallery(session), current_prior_image(session),
+                history_gallery(session), *self.slot_updates(session.last_videos)]
+
+    def release(self, request: gr.Request):
+        self.store.detach(request.session_hash)
+
+    def example_prior(self, prompt_text):
+        session = self.store.ensure(self.examples_session_id)
+        self.model.generate_prior(session, prompt_text, "", 0, False, None, None,
+                                  self.model.limits["max_candidates"])
+        return candidates_gallery(session)
+
+    @user_errors
+    def generate_prior(self, sid, prompt, negative_prompt, seed, randomize_seed, steps, guidance, candidates,
+                       motion_prompts, progress=gr.Progress()):
+        session = self.store.ensure(sid)
+        previous = session.current_prior
+        batch = self.model.generate_prior(session, prompt, negative_prompt, seed, randomize_seed, steps, guidance,
+                                          candidates, progress=progress)
+        return (session.id, candidates_gallery(session), batch.seed, current_prior_image(session),
+                default_motion_prompts(motion_prompts, previous, batch.priors[0]))
+
+    @user_errors
+    def choose_prior(self, sid, gallery_value, prompt_text, motion_text, evt: gr.SelectData):
+        session = self.store.ensure(sid)
+        previous = session.current_prior
+        prior = self.model.choose_prior(session, gallery_path(gallery_value[evt.index]), prompt=prompt_text)
+        return session.id, current_prior_image(session), default_motion_prompts(motion_text, previous, prior)
+
+    @user_errors
+    def use_image(self, sid, image, motion_prompts):
+        session = self.store.ensure(sid)
+        previous = session.current_prior
+        prior = self.model.use_image(session, image)
+        return session.id, current_prior_image(session), default_motion_prompts(motion_prompts, previous, prior)
+
+    @user_errors
+    def run_animate(self, sid, motion_prompts, motion_factor, appearance_factor, num_frames, steps, guidance, seed,
+                    randomize_seed, progress=gr.Progress()):
+        session = self.store.ensure(sid)
+        result = self.model.animate(session, motion_prompts, motion_factor, appearance_factor, num_frames, steps,
+                                    guidance, seed, randomize_seed, progress=progress)
+        files = [path for video in result.videos for path in video.files]
+        return session.id, files, [video.settings for video in result.videos], result.seed
+
+    def show_videos(self, sid):
+        session = self.store.ensure(sid)
+        return [*self.slot_updates(session.last_videos), history_gallery(session)]
+
+    def show_history(self, sid):
+        return history_gallery(self.store.ensure(sid))
+
+    def request_stop(self, sid):
+        session = self.store.get(sid)
+        if session is not None:
+            self.model.request_stop(session)
+
+    def select_history(self, sid, history_value, evt: gr.SelectData):
+        session = self.store.ensure(sid)
+        record = session.find(record_id_from_path(gallery_path(history_value[evt.index])))
+        return (record.id, record.settings) if record is not None else (None, None)
+
+    @user_errors
+    def send_back(self, sid, record_id):
+        """Step 1's six inputs, step 2's eight and the current prior; the other step's inputs are left as they are."""
+        if record_id is None:
+            raise StudioError("Click an item of the history first.")
+        session = self.store.ensure(sid)
+        kind, values = self.model.remix(session, record_id)
+        skip = gr.skip()
+        if kind == "prior":
+            step1 = [values["prompt"], values["negative_prompt"], values["seed"], False, values["steps"],
+                     values["guidance"]]
+            step2 = [skip] * 8
+        else:
+            step1 = [skip] * 6
+            step2 = [values["motion_prompts"], values["motion_factor"], values["appearance_factor"],
+                     values["num_frames"], values["steps"], values["guidance"], values["seed"], False]
+        return [*step1, *step2, current_prior_image(session)]
+
+    @user_errors
+    def load_model(self, source_text, checkpoint_text, base_text):
+        """The model panel's text and the banner, and every slider that starts at what the new model recommends."""
+        model = self.model
+        info = model.load_other(source_text, checkpoint_text, base_text)
+        low, high = model.motion_factor_range
+        gr.Info(f"Loaded {info['model']}.")
+        return (model_markdown(info), gr.Markdown(visible=info["tiny"]),
+                gr.Slider(minimum=low, maximum=high, value=model.default_motion_factor),
+                gr.Slider(maximum=model.max_frames, value=model.num_frames),
+                gr.Slider(value=model.default_appearance_factor),
+                gr.Slider(value=model.default_guidance), gr.Slider(value=model.default_guidance),
+                gr.Slider(value=model.default_steps), gr.Slider(value=model.default_steps))
+
+    @user_errors
+    def toggle_offload(self, enabled):
+        return model_markdown(self.model.set_offload(enabled))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The app
+def wire_events(demo: gr.Blocks, on: Handlers, state: SessionState, prior: PriorPanel, step2: AnimatePanel,
+                videos: VideoPanel, history: HistoryPanel, model: ModelPanel) -> None:
+    """Every event of the Studio tab. A GPU job first checks the queue (UI_EVENT, so that its refusal reaches the
+    page), then runs as a GPU_EVENT; what it changed beyond its outputs is shown after it succeeds."""
+    sid = state.session_id
+    demo.load(on.restore, [state.browser_session],
+              [sid, state.browser_session, prior.gallery, step2.current, history.gallery, *videos.outputs],
+              **QUICK_EVENT)
+    demo.unload(on.release)
+
+    prior_job = gr.on([prior.generate.click, prior.prompt.submit], on.check_queue, None, None, **UI_EVENT).success(
+        on.generate_prior, [sid, prior.prompt, prior.negative, prior.seed, prior.randomize, prior.steps,
+                            prior.guidance, prior.candidates, step2.motion_prompts],
+        [sid, prior.gallery, prior.seed, step2.current, step2.motion_prompts], api_name="generate_prior",
+        **GPU_EVENT)
+    prior_job.success(on.show_history, [sid], [history.gallery], **QUICK_EVENT)
+
+    # Not a GPU event: choosing one of the session's priors is instant and must not wait behind other people's jobs;
+    # the rare image that has to be encoded (a cached example) waits for the model's own lock.
+    prior.gallery.select(on.choose_prior, [sid, prior.gallery, prior.prompt, step2.motion_prompts],
+                         [sid, step2.current, step2.motion_prompts], **UI_EVENT).success(
+        on.show_history, [sid], [history.gallery], **QUICK_EVENT)
+
+    upload_job = prior.upload.upload(on.check_queue, None, None, **UI_EVENT).success(
+        on.use_image, [sid, prior.upload, step2.motion_prompts], [sid, step2.current, step2.motion_prompts],
+        api_name="use_image", **GPU_EVENT)
+    upload_job.success(on.show_history, [sid], [history.gallery], **QUICK_EVENT)
+
+    animate_job = step2.animate.click(on.check_queue, None, None, **UI_EVENT).success(
+        on.run_animate, [sid, step2.motion_prompts, step2.motion_factor, step2.appearance_factor, step2.frames,
+                         step2.steps, step2.guidance, step2.seed, step2.randomize],
+        [sid, videos.batch_files, videos.batch_settings, step2.seed], api_name="animate",
+        show_progress_on=[videos.slots[0][1]], **GPU_EVENT)
+    animate_job.success(on.show_videos, [sid], [*videos.outputs, history.gallery], **QUICK_EVENT)
+
+    # The flag stops a running job at its next step; `cancels` drops this page's jobs still waiting in line.
+    step2.stop.click(on.request_stop, [sid], None, cancels=[prior_job, upload_job, animate_job], queue=False,
+                     api_name="stop")
+
+    history.gallery.select(on.select_history, [sid, history.gallery], [history.selected, history.settings],
+                           **QUICK_EVENT)
+    history.remix.click(on.send_back, [sid, history.selected],
+                        [prior.prompt, prior.negative, prior.seed, prior.randomize, prior.steps, prior.guidance,
+                         step2.motion_prompts, step2.motion_factor, step2.appearance_factor, step2.frames,
+                         step2.steps, step2.guidance, step2.seed, step2.randomize, step2.current], **UI_EVENT)
+
+    model.offload.input(on.toggle_offload, [model.offload], [model.info], api_visibility="private", **GPU_EVENT)
+    model.load.click(on.load_model, [model.source, model.vgen_checkpoint, model.vgen_base],
+                     [model.info, model.banner, step2.motion_factor, step2.frames, step2.appearance_factor,
+                      prior.guidance, step2.guidance, prior.steps, step2.steps],
+                     api_visibility="private", **GPU_EVENT)
+
+
 def create_demo(model, store: SessionStore, *, queue_size: int | None = DEFAULT_QUEUE_SIZE,
                 on_spaces: bool = False, allow_model_loading: bool = True, training=None) -> gr.Blocks:
     """`training`: a studio.train_tab.TrainingWorkspace to show the Train tab, or None.
     `allow_model_loading`: off on a Space or a public share link, where a visitor must not load files by path."""
-    limits = model.limits
-    low, high = model.motion_factor_range
-    slot_count = limits["max_motion_prompts"]
-
     # On a Space the examples' priors are made once, on first use, and shown to every visitor from Gradio's cache;
     # they are made in a session of their own (a click on one encodes it as the visitor's prior).
     examples_session_id = store.ensure(None).id if on_spaces else None
-
-    def example_prior(prompt_text):
-        session = store.ensure(examples_session_id)
-        model.generate_prior(session, prompt_text, "", 0, False, 50, model.default_guidance,
-                             limits["max_candidates"])
-        return candidates_gallery(session)
-
     with gr.Blocks(title="HiGen Studio", delete_cache=(3600, 6 * 3600)) as demo:
-        session_id = gr.State(None)
-        browser_session = gr.BrowserState(None, storage_key=SESSION_STORAGE_KEY)
+        handlers = Handlers(model, store, demo, queue_size, examples_session_id)
+        state = SessionState(gr.State(None), gr.BrowserState(None, storage_key=SESSION_STORAGE_KEY))
         selected_history = gr.State(None)
-
-        gr.Markdown("# HiGen Studio\nText-to-video in two steps (HiGen, CVPR 2024): **1. spatial prior** — an "
-                    "image from your prompt; **2. animate** — the same image brought to life by one or more motion "
-                    "prompts, as often as you like.")
-        banner = gr.Markdown(TINY_BANNER, visible=model.is_tiny, elem_id="model-banner")
-
+        banner = build_header(model)
         with gr.Tabs():
             with gr.Tab("Studio"):
                 with gr.Row(equal_height=False):
                     with gr.Column(scale=1):
-                        gr.Markdown("### 1 · Spatial prior")
-                        prompt = gr.Textbox(label="Prompt", lines=2, elem_id="prior-prompt",
-                                            placeholder=model.example_prompts[0])
-                        negative = gr.Textbox(label="Negative prompt", elem_id="prior-negative",
-                                              placeholder="what the picture should not show (optional)")
-                        with gr.Row():
-                            seed = gr.Number(0, label="Seed", precision=0, minimum=0, maximum=limits["max_seed"],
-                                             elem_id="prior-seed",
-                                             info="Shows the seed last used: untick Randomize to reuse it.")
-                            randomize = gr.Checkbox(True, label="Randomize seed", elem_id="prior-randomize")
-                        with gr.Row():
-                            candidates = gr.Slider(1, limits["max_candidates"], value=min(4, limits["max_candidates"]),
-                                                   step=1, label="Candidates", elem_id="prior-candidates")
-                            steps = gr.Slider(1, limits["max_steps"], value=50, step=1, label="Steps",
-                                              elem_id="prior-steps")
-                            guidance = gr.Slider(0, 20, value=model.default_guidance, step=0.5, label="Guidance",
-                                                 elem_id="prior-guidance")
-                        generate = gr.Button("Generate prior", variant="primary", elem_id="prior-generate")
-                        gallery = gr.Gallery(label="Candidates: click one to animate it", columns=4, height=260,
-                                             fit_columns=False, object_fit="contain", allow_preview=False,
-                                             elem_id="prior-gallery")
-                        with gr.Accordion("Use my own image", open=False):
-                            upload = gr.File(label="Image (PNG, JPEG, WebP or BMP, up to 20 MB)",
-                                             file_types=["image"], elem_id="prior-upload")
-                        gr.Examples([[p] for p in model.example_prompts], inputs=[prompt], outputs=[gallery],
-                                    fn=example_prior if on_spaces else None, cache_examples=on_spaces,
-                                    cache_mode="lazy")
-
+                        prior = build_prior_panel(model, handlers.example_prior if on_spaces else None)
                     with gr.Column(scale=1):
-                        gr.Markdown("### 2 · Animate")
-                        with gr.Row(equal_height=False):
-                            current = gr.Image(label="Current prior: none yet", interactive=False, height=220,
-                                               elem_id="prior-current")
-                            with gr.Column():
-                                motion_prompts = gr.Textbox(
-                                    label=f"Motion prompts: one per line, up to {slot_count}", lines=3,
-                                    max_lines=slot_count, elem_id="motion-prompts",
-                                    placeholder="Empty: the prior's prompt")
-                                motion_factor = gr.Slider(low, high, value=model.default_motion_factor, step=1,
-                                                          label="Motion factor γm", elem_id="motion-factor",
-                                                          info="How much consecutive frames differ.")
-                                appearance_factor = gr.Slider(0, 1, value=model.default_appearance_factor,
-                                                              step=0.05, label="Appearance factor γa",
-                                                              elem_id="appearance-factor",
-                                                              info="How much the look changes from first to last "
-                                                                   "frame.")
-                        if model.motion_examples:
-                            gr.Examples(model.motion_examples, inputs=[motion_prompts, motion_factor],
-                                        example_labels=model.motion_example_labels,
-                                        label="Motion examples, each with the γm of its motion")
-                        with gr.Row():
-                            frames = gr.Slider(2, model.max_frames, value=model.num_frames, step=1, label="Frames",
-                                               elem_id="animate-frames")
-                            animate_steps = gr.Slider(1, limits["max_steps"], value=50, step=1, label="Steps",
-                                                      elem_id="animate-steps")
-                            animate_guidance = gr.Slider(0, 20, value=model.default_guidance, step=0.5,
-                                                         label="Guidance", elem_id="animate-guidance")
-                        with gr.Row():
-                            animate_seed = gr.Number(0, label="Seed", precision=0, minimum=0,
-                                                     maximum=limits["max_seed"], elem_id="animate-seed")
-                            animate_randomize = gr.Checkbox(True, label="Randomize seed",
-                                                            elem_id="animate-randomize")
-                        with gr.Row():
-                            animate = gr.Button("Animate", variant="primary", elem_id="animate")
-                            stop = gr.Button("Stop", variant="stop", elem_id="stop")
-
-                gr.Markdown("### Videos")
-                slots = []
-                with gr.Row(elem_id="videos"):
-                    for i in range(slot_count):
-                        # Slot 0 stays visible so that the progress of an animation has a place to show.
-                        with gr.Column(visible=i == 0, min_width=200) as column:
-                            video = gr.Video(label="Videos appear here", interactive=False, loop=True,
-                                             autoplay=True, height=260, elem_classes=["studio-video"])
-                            files = gr.File(label="MP4 · GIF · settings", file_count="multiple", visible=False,
-                                            interactive=False)
-                        slots.append((column, video, files))
-                with gr.Accordion("Files and settings of the last batch", open=False):
-                    batch_files = gr.File(label="Files", file_count="multiple", interactive=False)
-                    batch_settings = gr.JSON(label="Settings")
-
-                gr.Markdown("### History\nThis browser's priors and videos; they stay across page refreshes and are "
-                            "deleted a while after you close the page.")
-                with gr.Row(equal_height=False):
-                    history = gr.Gallery(label="History", columns=6, height=240, allow_preview=False,
-                                         fit_columns=False, object_fit="contain", elem_id="history", scale=3)
-                    with gr.Column(scale=1):
-                        history_settings = gr.JSON(label="Settings of the selected item", elem_id="history-settings")
-                        remix = gr.Button("Send back to inputs", elem_id="history-remix")
-
-                with gr.Accordion("Model", open=False):
-                    model_info = gr.Markdown(model_markdown(model.describe()), elem_id="model-info")
-                    offload = gr.Checkbox(model.offload, label="CPU offload (slower, much less GPU memory)",
-                                          interactive=model.describe()["device"].startswith("cuda"),
-                                          elem_id="model-offload")
-                    with gr.Group(visible=allow_model_loading, elem_id="model-loading"):
-                        source = gr.Textbox(label="Pipeline folder or hub id", elem_id="model-source")
-                        vgen_checkpoint = gr.Textbox(label="…or the released VGen checkpoint (.pth)",
-                                                     elem_id="model-vgen")
-                        vgen_base = gr.Textbox(label="Base for the checkpoint (SD 2.x folder or hub id)",
-                                               elem_id="model-base")
-                        load_button = gr.Button("Load model", elem_id="model-load")
-
+                        step2 = build_animate_panel(model)
+                videos = build_video_panel(handlers.slot_count)
+                history = build_history_panel(selected_history)
+                model_panel = build_model_panel(model, banner, allow_model_loading)
             if training is not None:
-                from .train_tab import build_train_tab
-
                 with gr.Tab("Train"):
                     build_train_tab(training)
-
-        slot_outputs = [component for slot in slots for component in slot]
-
-        # ------------------------------------------------------------------------------------------------------------
-        # Handlers: thin adapters from components to the model's methods.
-        def check_queue():
-            # Runs before every GPU job from the page: Gradio's own refusal of a full queue does not say why. Gradio
-            # has no public reader of its queue's length.
-            waiting = len(demo._queue)
-            message = queue_full_message(waiting, queue_size)
-            if message:
-                raise gr.Error(message, title="Busy")
-
-        def slot_updates(videos: list[VideoRecord]) -> list:
-            updates = []
-            for i in range(slot_count):
-                if i < len(videos):
-                    v = videos[i]
-                    updates += [gr.Column(visible=True), gr.Video(value=str(v.mp4_path), label=v.label),
-                                gr.File(value=v.files, visible=True)]
-                else:
-                    updates += [gr.Column(visible=i == 0), gr.Video(value=None, label="Videos appear here"),
-                                gr.File(value=None, visible=False)]
-            return updates
-
-        def restore(browser_id, request: gr.Request):
-            session = store.attach(browser_id, request.session_hash)
-            return [session.id, session.id, candidates_gallery(session), current_prior_image(session),
-                    history_gallery(session), *slot_updates(session.last_videos)]
-
-        def release(request: gr.Request):
-            store.detach(request.session_hash)
-
-        @user_errors
-        def generate_prior(sid, prompt, negative_prompt, seed, randomize_seed, steps, guidance, candidates,
-                           motion_prompts, progress=gr.Progress()):
-            session = store.ensure(sid)
-            previous = session.current_prior
-            batch = model.generate_prior(session, prompt, negative_prompt, seed, randomize_seed, steps, guidance,
-                                         candidates, progress=progress)
-            return (session.id, candidates_gallery(session), batch.seed, current_prior_image(session),
-                    default_motion_prompts(motion_prompts, previous, batch.priors[0]))
-
-        @user_errors
-        def choose_prior(sid, gallery_value, prompt_text, motion_text, evt: gr.SelectData):
-            session = store.ensure(sid)
-            previous = session.current_prior
-            prior = model.choose_prior(session, gallery_path(gallery_value[evt.index]), prompt=prompt_text)
-            return session.id, current_prior_image(session), default_motion_prompts(motion_text, previous, prior)
-
-        @user_errors
-        def use_image(sid, image, motion_prompts):
-            session = store.ensure(sid)
-            previous = session.current_prior
-            prior = model.use_image(session, image)
-            return session.id, current_prior_image(session), default_motion_prompts(motion_prompts, previous, prior)
-
-        @user_errors
-        def run_animate(sid, motion_prompts, motion_factor, appearance_factor, num_frames, steps, guidance, seed,
-                        randomize_seed, progress=gr.Progress()):
-            session = store.ensure(sid)
-            result = model.animate(session, motion_prompts, motion_factor, appearance_factor, num_frames, steps,
-                                   guidance, seed, randomize_seed, progress=progress)
-            files = [path for video in result.videos for path in video.files]
-            return session.id, files, [video.settings for video in result.videos], result.seed
-
-        def show_videos(sid):
-            session = store.ensure(sid)
-            return [*slot_updates(session.last_videos), history_gallery(session)]
-
-        def show_history(sid):
-            return history_gallery(store.ensure(sid))
-
-        def request_stop(sid):
-            session = store.get(sid)
-            if session is not None:
-                model.request_stop(session)
-
-        def select_history(sid, history_value, evt: gr.SelectData):
-            session = store.ensure(sid)
-            record = session.find(record_id_from_path(gallery_path(history_value[evt.index])))
-            return (record.id, record.settings) if record is not None else (None, None)
-
-        @user_errors
-        def send_back(sid, record_id):
-            if record_id is None:
-                raise StudioError("Click an item of the history first.")
-            session = store.ensure(sid)
-            kind, values = model.remix(session, record_id)
-            skip = gr.skip()
-            if kind == "prior":
-                step1 = [values["prompt"], values["negative_prompt"], values["seed"], False, values["steps"],
-                         values["guidance"]]
-                step2 = [skip] * 8
-            else:
-                step1 = [skip] * 6
-                step2 = [values["motion_prompts"], values["motion_factor"], values["appearance_factor"],
-                         values["num_frames"], values["steps"], values["guidance"], values["seed"], False]
-            return [*step1, *step2, current_prior_image(session)]
-
-        @user_errors
-        def load_model(source_text, checkpoint_text, base_text):
-            info = model.load_other(source_text, checkpoint_text, base_text)
-            low_, high_ = model.motion_factor_range
-            gr.Info(f"Loaded {info['model']}.")
-            return (model_markdown(info), gr.Markdown(visible=info["tiny"]),
-                    gr.Slider(minimum=low_, maximum=high_, value=model.default_motion_factor),
-                    gr.Slider(maximum=model.max_frames, value=model.num_frames),
-                    gr.Slider(value=model.default_appearance_factor),
-                    gr.Slider(value=model.default_guidance), gr.Slider(value=model.default_guidance))
-
-        @user_errors
-        def toggle_offload(enabled):
-            return model_markdown(model.set_offload(enabled))
-
-        # ------------------------------------------------------------------------------------------------------------
-        # Events
-        demo.load(restore, [browser_session],
-                  [session_id, browser_session, gallery, current, history, *slot_outputs], **QUICK_EVENT)
-        demo.unload(release)
-
-        prior_job = gr.on([generate.click, prompt.submit], check_queue, None, None, **UI_EVENT).success(
-            generate_prior, [session_id, prompt, negative, seed, randomize, steps, guidance, candidates,
-                             motion_prompts],
-            [session_id, gallery, seed, current, motion_prompts], api_name="generate_prior", **GPU_EVENT)
-        prior_job.success(show_history, [session_id], [history], **QUICK_EVENT)
-
-        # Not a GPU event: choosing one of the session's priors is instant and must not wait behind other people's
-        # jobs; the rare image that has to be encoded (a cached example) waits for the model's own lock.
-        gallery.select(choose_prior, [session_id, gallery, prompt, motion_prompts],
-                       [session_id, current, motion_prompts], **UI_EVENT).success(
-            show_history, [session_id], [history], **QUICK_EVENT)
-
-        upload_job = upload.upload(check_queue, None, None, **UI_EVENT).success(
-            use_image, [session_id, upload, motion_prompts], [session_id, current, motion_prompts],
-            api_name="use_image", **GPU_EVENT)
-        upload_job.success(show_history, [session_id], [history], **QUICK_EVENT)
-
-        animate_job = animate.click(check_queue, None, None, **UI_EVENT).success(
-            run_animate, [session_id, motion_prompts, motion_factor, appearance_factor, frames, animate_steps,
-                          animate_guidance, animate_seed, animate_randomize],
-            [session_id, batch_files, batch_settings, animate_seed], api_name="animate",
-            show_progress_on=[slots[0][1]], **GPU_EVENT)
-        animate_job.success(show_videos, [session_id], [*slot_outputs, history], **QUICK_EVENT)
-
-        # The flag stops a running job at its next step; `cancels` drops this page's jobs still waiting in line.
-        stop.click(request_stop, [session_id], None, cancels=[prior_job, upload_job, animate_job], queue=False,
-                   api_name="stop")
-
-        history.select(select_history, [session_id, history], [selected_history, history_settings], **QUICK_EVENT)
-        remix.click(send_back, [session_id, selected_history],
-                    [prompt, negative, seed, randomize, steps, guidance, motion_prompts, motion_factor,
-                     appearance_factor, frames, animate_steps, animate_guidance, animate_seed, animate_randomize,
-                     current], **UI_EVENT)
-
-        offload.input(toggle_offload, [offload], [model_info], api_visibility="private", **GPU_EVENT)
-        load_button.click(load_model, [source, vgen_checkpoint, vgen_base],
-                          [model_info, banner, motion_factor, frames, appearance_factor, guidance, animate_guidance],
-                          api_visibility="private", **GPU_EVENT)
-
+        wire_events(demo, handlers, state, prior, step2, videos, history, model_panel)
     demo.queue(max_size=None if queue_size is None else queue_size + UI_HEADROOM, default_concurrency_limit=1)
     return demo

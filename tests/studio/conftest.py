@@ -1,18 +1,52 @@
-"""Fixtures of the studio's tests: the tiny model (about a second a job on a CPU), session stores in tmp folders, and
-the app launched in-process on 127.0.0.1."""
+"""Fixtures of the studio's tests: the tiny model (about a second a job on a CPU), the bundled demo model, session
+stores in tmp folders, and the app launched in-process on 127.0.0.1."""
 
 import socket
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
+from higen_core import HiGenPipeline
+from higen_core.testing import tiny_components
 from studio.model import StudioModel
 from studio.sessions import SessionStore
+
+REPO = Path(__file__).resolve().parents[2]
+# The shapes-world model committed with the repository, with its recommended settings in its model_index.json.
+DEMO_MODEL_DIR = REPO / "assets" / "shapes-model"
+# What a model folder may recommend, away from every default the studio or the pipeline would use otherwise.
+RECOMMENDED = {
+    "motion_factor": 30, "motion_factor_range": [10, 60], "appearance_factor": 0.4, "guidance_scale": 4.5,
+    "num_inference_steps": 3, "fps": 12,
+    "example_prompts": ["a kite over a hill", "a boat on a lake"],
+    "motion_examples": [
+        {"label": "flies left, then up (γm 40)", "motion_prompts": ["a kite flies left", "a kite flies up"],
+         "motion_factor": 40},
+        {"label": "hangs still (γm 10)", "motion_prompts": ["a kite hangs still"], "motion_factor": 10},
+    ],
+}
 
 
 @pytest.fixture(scope="session")
 def model() -> StudioModel:
     return StudioModel.load("tiny")
+
+
+@pytest.fixture(scope="session")
+def recommending_model() -> StudioModel:
+    """The tiny model with the `RECOMMENDED` settings, as a folder's model_index.json would give them."""
+    return StudioModel(HiGenPipeline(**tiny_components(), settings=RECOMMENDED), "recommending")
+
+
+@pytest.fixture(scope="session")
+def demo_model_dir() -> Path:
+    return DEMO_MODEL_DIR
+
+
+@pytest.fixture(scope="session")
+def shapes_model() -> StudioModel:
+    return StudioModel.load(str(DEMO_MODEL_DIR))
 
 
 @pytest.fixture

@@ -1,11 +1,16 @@
-"""The studio's handlers (studio.model), called as plain methods on the tiny model (and once on the bundled demo
-model): no UI, no server."""
+"""The studio's handlers (studio.model), called as plain methods on the tiny model (and on the bundled demo model):
+no UI, no server."""
 
 import json
-import os
 import pickle
+import shutil
+import subprocess
 import sys
 import types
+import warnings
+from pathlib import Path
+
+import av
 
 import numpy as np
 import PIL.Image
@@ -15,8 +20,8 @@ import torch
 from higen_core import video_io
 from higen_core.shapes.world import parse_caption
 from studio import JobStopped, StudioError
-from studio.model import (DEMO_MODEL_DIR, MAX_MOTION_PROMPTS, SHAPES_APPEARANCE_FACTOR, SHAPES_GUIDANCE, StudioModel,
-                          animate_gpu_seconds, convert_vgen_cached, load_pipeline, parse_motion_prompts, zero_gpu)
+from studio.model import (MAX_MOTION_PROMPTS, StudioModel, animate_gpu_seconds, convert_vgen_cached,
+                          parse_motion_prompts, zero_gpu)
 
 FAST = {"steps": 2, "guidance": 1.0}  # the fewest steps that still have a middle; no guidance halves the batch
 
@@ -244,44 +249,88 @@ def test_zero_gpu_wraps_with_a_duration_from_frames_and_steps(monkeypatch):
     assert 0 < short < long <= 300
 
 
-def test_model_sources(model, tmp_path, monkeypatch):
-    with pytest.raises(StudioError, match="no such folder"):
-        load_pipeline(str(tmp_path / "missing"), torch.float32)
-    with pytest.raises(StudioError, match="no model_index.json"):
-        load_pipeline(str(tmp_path), torch.float32)
+def test_model_sources(model, tmp_path):
+    for source, message in ((str(tmp_path / "missing"), "no such folder"), (str(tmp_path), "no model_index.json")):
+        with pytest.raises(StudioError, match=message):
+            StudioModel.load(source)
+    with pytest.raises(StudioError, match="dtype must be one of"):
+        StudioModel.load("tiny", dtype="float8")
+    with pytest.raises(StudioError, match="not a torch device"):
+        StudioModel.load("tiny", device="toaster")
     with pytest.raises(StudioError, match="needs a GPU"):
         model.set_offload(True)
     assert model.set_offload(False)["offload"] is False
 
 
-def test_with_no_model_named_the_studio_runs_the_bundled_shapes_model(session):
-    # `python app.py` offline: the shapes-world model trained by our recipe and committed under assets/ (issue 5).
-    bundled = StudioModel.load(None)
-    assert bundled.name == str(DEMO_MODEL_DIR) and not bundled.is_tiny
-    assert (bundled.num_frames, bundled.motion_factor_range) == (8, (0.0, 20.0))
-    made = bundled.generate_prior(session, "a red circle on a cyan background", seed=0, **FAST).priors[0]
+def test_defaults_and_examples_are_what_the_model_recommends(recommending_model, session):
+    m = recommending_model
+    assert (m.motion_factor_range, m.default_motion_factor, m.default_appearance_factor) == ((10.0, 60.0), 30.0, 0.4)
+    assert (m.default_guidance, m.default_steps, m.fps) == (4.5, 3, 12.0)
+    assert m.example_prompts == ["a kite over a hill", "a boat on a lake"]
+    assert m.motion_examples == [["a kite flies left\na kite flies up", 40.0], ["a kite hangs still", 10.0]]
+    assert m.motion_example_labels == ["flies left, then up (γm 40)", "hangs still (γm 10)"]
+
+    # Left unset, every value of a job is the recommended one, and the videos play at the recommended rate.
+    made = m.generate_prior(session, "a kite over a hill", seed=1).priors[0]
+    assert (made.settings["num_inference_steps"], made.settings["guidance_scale"]) == (3, 4.5)
+    video = m.animate(session, "a kite flies left", seed=1).videos[0]
+    settings = video_io.read_mp4_metadata(video.mp4_path)
+    assert {k: settings[k] for k in ("motion_factor", "appearance_factor", "guidance_scale", "num_inference_steps",
+                                     "num_frames", "fps")} == {
+        "motion_factor": 30.0, "appearance_factor": 0.4, "guidance_scale": 4.5, "num_inference_steps": 3,
+        "num_frames": 8, "fps": 12.0}
+    with av.open(str(video.mp4_path)) as container:
+        assert container.streams.video[0].average_rate == 12
+
+
+def test_a_model_that_declares_nothing_gets_the_paper_defaults_and_no_examples(model):
+    assert (model.default_guidance, model.default_appearance_factor, model.default_steps, model.fps) == (
+        12.0, 1.0, 50, 8.0)
+    assert model.default_motion_factor == 50.0  # the middle of the tiny model's trained range, 0-100
+    assert model.example_prompts == [] and model.motion_examples == [] and model.motion_example_labels == []
+
+
+def test_the_bundled_demo_model_runs_with_its_recorded_settings(shapes_model, session):
+    # `python app.py` offline: the shapes-world model committed under assets/.
+    assert not shapes_model.is_tiny
+    assert (shapes_model.num_frames, shapes_model.motion_factor_range) == (8, (0.0, 20.0))
+    made = shapes_model.generate_prior(session, "a red circle on a cyan background", seed=0, **FAST).priors[0]
     assert tuple(made.latents.shape) == (1, 4, 16, 16)
-    result = bundled.animate(session, "a red circle moves right on a cyan background",
-                             motion_factor=bundled.default_motion_factor, seed=0, **FAST)
-    frames = video_io.read_mp4_frames(result.videos[0].mp4_path)
-    assert frames.shape == (8, 64, 64, 3)
-    # its examples are captions of its own world (the tiny model shows general ones)
-    for example in bundled.example_prompts:
+    result = shapes_model.animate(session, "a red circle moves right on a cyan background", seed=0,
+                                  **{**FAST, "guidance": None})
+    assert video_io.read_mp4_frames(result.videos[0].mp4_path).shape == (8, 64, 64, 3)
+    # the factors and guidance left unset are the ones its folder records, measured on it
+    settings = result.videos[0].settings
+    assert (settings["motion_factor"], settings["appearance_factor"], settings["guidance_scale"]) == (10.0, 0.2, 3.0)
+    # its examples are captions of its own world, and step 2's animate the first example prior inside its range
+    for example in shapes_model.example_prompts:
         parse_caption(example)  # raises for a caption outside the world (a background it never saw, say)
-    # step 2's examples animate the first example prior, with a γm inside the model's range
-    prior = parse_caption(bundled.example_prompts[0])
-    for prompts, motion_factor in bundled.motion_examples:
+    first = parse_caption(shapes_model.example_prompts[0])
+    assert len(shapes_model.motion_examples) == len(shapes_model.motion_example_labels) == 5
+    for prompts, motion_factor in shapes_model.motion_examples:
         for line in prompts.splitlines():
             caption = parse_caption(line)
-            assert caption["motion"] and all(caption[k] == prior[k] for k in ("shapes", "colours", "background"))
+            assert caption["motion"] and all(caption[k] == first[k] for k in ("shapes", "colours", "background"))
         assert 0 <= motion_factor <= 20
-    # and the factors and guidance left unset are the ones measured on it, inside its trained range
-    defaults = bundled.animate(session, "a red circle moves right on a cyan background", **{**FAST, "guidance": None})
-    settings = defaults.videos[0].settings
-    assert (settings["motion_factor"], settings["appearance_factor"], settings["guidance_scale"]) == (
-        10.0, SHAPES_APPEARANCE_FACTOR, SHAPES_GUIDANCE)
-    bundled.name = os.path.relpath(DEMO_MODEL_DIR)  # the same folder named as `python app.py --model` would
-    assert bundled.example_prompts[0].endswith("background") and bundled.default_guidance == SHAPES_GUIDANCE
+
+
+def test_a_copy_of_the_demo_model_is_the_same_model(demo_model_dir, shapes_model, tmp_path):
+    """Nothing depends on where the folder is: its settings travel with it. Loading it warns about nothing."""
+    copy = shutil.copytree(demo_model_dir, tmp_path / "elsewhere")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        warnings.simplefilter("error", DeprecationWarning)
+        moved = StudioModel.load(str(copy))
+    assert (moved.default_guidance, moved.default_appearance_factor, moved.default_motion_factor) == (3.0, 0.2, 10.0)
+    assert moved.motion_example_labels[0] == "moves left quickly | moves right quickly (γm 17)"
+    assert moved.settings == shapes_model.settings
+
+
+def test_the_model_module_does_not_import_the_shapes_world():
+    repo = Path(__file__).resolve().parents[2]
+    code = "import sys, studio.model; print([m for m in sys.modules if m.startswith('higen_core.shapes')])"
+    result = subprocess.run([sys.executable, "-c", code], cwd=repo, capture_output=True, text=True)
+    assert (result.returncode, result.stdout.strip()) == (0, "[]"), result.stderr
 
 
 def test_load_another_model_and_vgen_conversion_is_cached(tmp_path, monkeypatch):

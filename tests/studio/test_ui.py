@@ -5,10 +5,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from studio.model import (SHAPES_APPEARANCE_FACTOR, SHAPES_GUIDANCE, SHAPES_MOTION_EXAMPLE_LABELS,
-                          SHAPES_MOTION_EXAMPLES, StudioModel)
+from studio.model import StudioModel
 from studio.sessions import PriorRecord
-from studio.ui import UI_HEADROOM, create_demo, default_motion_prompts, queue_full_message, record_id_from_path
+from studio.ui import (UI_HEADROOM, Handlers, create_demo, default_motion_prompts, queue_full_message,
+                       record_id_from_path)
 
 ELEM_IDS = ["prior-prompt", "prior-negative", "prior-seed", "prior-generate", "prior-gallery", "prior-upload",
             "motion-prompts", "motion-factor", "appearance-factor", "animate", "stop", "videos", "history"]
@@ -37,23 +37,7 @@ def test_wiring(model, store):
     demo = create_demo(model, store, queue_size=5)
     ids = {block.elem_id for block in demo.blocks.values()}
     assert set(ELEM_IDS) <= ids
-    slider = next(b for b in demo.blocks.values() if b.elem_id == "motion-factor")
-    assert (slider.minimum, slider.maximum, slider.value) == (0, 100, 50)  # the tiny model's own range
-    starting = {b.elem_id: b.value for b in demo.blocks.values()
-                if b.elem_id in ("prior-guidance", "animate-guidance", "appearance-factor")}
-    assert starting == {"prior-guidance": 12.0, "animate-guidance": 12.0, "appearance-factor": 1.0}  # the pipeline's
-    demo_model = create_demo(StudioModel.load(None), store)  # the bundled demo model: the values measured on it
-    starting = {b.elem_id: b.value for b in demo_model.blocks.values()
-                if b.elem_id in ("prior-guidance", "animate-guidance", "appearance-factor", "motion-factor")}
-    assert starting == {"prior-guidance": SHAPES_GUIDANCE, "animate-guidance": SHAPES_GUIDANCE,
-                        "appearance-factor": SHAPES_APPEARANCE_FACTOR, "motion-factor": 10.0}
-    # step 2's examples fill the motion prompts and the γm that goes with them (the demo model's only)
-    assert motion_example_rows(demo_model) == [[p, m] for p, m in SHAPES_MOTION_EXAMPLES]
-    assert motion_example_rows(demo) is None
-    # each shown by its motions and γm, not by its prompts run together on one line
-    labels = motion_examples_dataset(demo_model).sample_labels
-    assert labels == SHAPES_MOTION_EXAMPLE_LABELS and labels[0] == "moves left quickly | moves right quickly (γm 17)"
-    banner = next(b for b in demo.blocks.values() if b.elem_id == "model-banner")
+    banner = block(demo, "model-banner")
     assert banner.visible and "untrained tiny model" in banner.value
     gpu = [f for f in demo.fns.values() if f.concurrency_id == "gpu"]
     assert {f.api_name for f in gpu} >= {"generate_prior", "animate", "use_image"}
@@ -61,16 +45,78 @@ def test_wiring(model, store):
     assert demo._queue.max_size == 5 + UI_HEADROOM  # the studio itself refuses GPU jobs past 5
 
 
-def motion_examples_dataset(demo):
-    """The examples whose inputs are the motion prompts and the motion factor, if there are some."""
+def block(demo, elem_id):
+    return next(b for b in demo.blocks.values() if b.elem_id == elem_id)
+
+
+def starting_values(demo) -> dict:
+    names = ("motion-factor", "appearance-factor", "prior-guidance", "animate-guidance", "prior-steps",
+             "animate-steps")
+    return {name: block(demo, name).value for name in names}
+
+
+def test_controls_start_at_what_the_model_recommends(recommending_model, store):
+    demo = create_demo(recommending_model, store)
+    slider = block(demo, "motion-factor")
+    assert (slider.minimum, slider.maximum) == (10, 60)
+    assert starting_values(demo) == {"motion-factor": 30.0, "appearance-factor": 0.4, "prior-guidance": 4.5,
+                                     "animate-guidance": 4.5, "prior-steps": 3, "animate-steps": 3}
+    assert prompt_example_rows(demo) == [["a kite over a hill"], ["a boat on a lake"]]
+    assert block(demo, "prior-prompt").placeholder == "a kite over a hill"
+    # step 2's examples fill the motion prompts and the γm that goes with them, each shown by its label
+    assert motion_example_rows(demo) == [["a kite flies left\na kite flies up", 40.0], ["a kite hangs still", 10.0]]
+    assert motion_examples_dataset(demo).sample_labels == ["flies left, then up (γm 40)", "hangs still (γm 10)"]
+
+
+def test_a_model_that_declares_no_examples_shows_none(model, store):
+    demo = create_demo(model, store)
+    assert prompt_example_rows(demo) is None and motion_example_rows(demo) is None
+    slider = block(demo, "motion-factor")
+    assert (slider.minimum, slider.maximum) == (0, 100)  # the tiny model's own trained range
+    assert starting_values(demo) == {"motion-factor": 50.0, "appearance-factor": 1.0, "prior-guidance": 12.0,
+                                     "animate-guidance": 12.0, "prior-steps": 50, "animate-steps": 50}
+
+
+def test_the_bundled_demo_model_shows_its_recorded_settings(shapes_model, store):
+    demo = create_demo(shapes_model, store)
+    assert starting_values(demo) == {"motion-factor": 10.0, "appearance-factor": 0.2, "prior-guidance": 3.0,
+                                     "animate-guidance": 3.0, "prior-steps": 50, "animate-steps": 50}
+    assert len(prompt_example_rows(demo)) == 3
+    labels = motion_examples_dataset(demo).sample_labels
+    assert len(labels) == 5 and labels[0] == "moves left quickly | moves right quickly (γm 17)"
+
+
+def test_loading_another_model_moves_the_controls_to_its_recommendations(recommending_model, store, tmp_path):
+    folder = tmp_path / "recommending"
+    recommending_model.pipe.save_pretrained(folder)
+    model = StudioModel.load("tiny")
+    handlers = Handlers(model, store, demo=None, queue_size=None)
+    info, banner, motion, frames, appearance, *guidance_and_steps = handlers.load_model(str(folder), "", "")
+    assert "recommending" in info and banner.visible is False
+    assert (motion.minimum, motion.maximum, motion.value) == (10.0, 60.0, 30.0)
+    assert (frames.value, appearance.value) == (8, 0.4)
+    assert [update.value for update in guidance_and_steps] == [4.5, 4.5, 3, 3]
+
+
+def examples_dataset(demo, elem_ids: list[str]):
+    """The examples whose inputs are the components `elem_ids`, if there are some."""
     for dataset in (b for b in demo.blocks.values() if type(b).__name__ == "Dataset"):
-        if [c.elem_id for c in dataset._components] == ["motion-prompts", "motion-factor"]:
+        if [c.elem_id for c in dataset._components] == elem_ids:
             return dataset
     return None
 
 
+def motion_examples_dataset(demo):
+    return examples_dataset(demo, ["motion-prompts", "motion-factor"])
+
+
 def motion_example_rows(demo) -> list | None:
     dataset = motion_examples_dataset(demo)
+    return None if dataset is None else [list(row) for row in dataset.samples]
+
+
+def prompt_example_rows(demo) -> list | None:
+    dataset = examples_dataset(demo, ["prior-prompt"])
     return None if dataset is None else [list(row) for row in dataset.samples]
 
 
@@ -84,20 +130,43 @@ def test_the_train_tab_is_built_only_when_asked(model, store, tmp_path):
     assert command.value.split()[1:4] == ["-m", "higen_core.train", "--output-dir"]
 
 
-def test_the_ui_imports_no_torch():
+def run_python(code: str) -> subprocess.CompletedProcess:
+    """`code` in a fresh interpreter, with the repository importable."""
     repo = Path(__file__).resolve().parents[2]
-    code = "import sys, studio.ui, studio.sessions; sys.exit('torch' in sys.modules)"
     env = {**os.environ, "PYTHONPATH": str(repo)}
-    assert subprocess.run([sys.executable, "-c", code], cwd=repo, env=env).returncode == 0
+    return subprocess.run([sys.executable, "-c", code], cwd=repo, env=env, capture_output=True, text=True)
 
 
-def test_on_a_space_examples_are_cached_lazily_and_models_cannot_be_loaded_by_path(model, store, capsys):
-    local = create_demo(model, store)
+def test_the_ui_imports_no_torch():
+    result = run_python("import sys, studio.ui, studio.sessions; print('torch' in sys.modules)")
+    assert (result.returncode, result.stdout.strip()) == (0, "False"), result.stderr
+
+
+def test_the_train_tab_imports_without_the_ui():
+    """Either module imports first: the train tab takes what it shares with the UI from studio.events."""
+    result = run_python("import sys, studio.train_tab; print('studio.ui' in sys.modules)")
+    assert (result.returncode, result.stdout.strip()) == (0, "False"), result.stderr
+    result = run_python("import studio.ui, studio.train_tab; print(studio.ui.build_train_tab is "
+                        "studio.train_tab.build_train_tab)")
+    assert (result.returncode, result.stdout.strip()) == (0, "True"), result.stderr
+
+
+def test_on_a_space_examples_are_cached_lazily_and_models_cannot_be_loaded_by_path(recommending_model, store, capsys):
+    local = create_demo(recommending_model, store)
     assert "load_example_output" not in {f.name for f in local.fns.values()}  # locally, examples only fill inputs
-    demo = create_demo(model, store, on_spaces=True, allow_model_loading=False)
+    demo = create_demo(recommending_model, store, on_spaces=True, allow_model_loading=False)
     assert "load_example_output" in {f.name for f in demo.fns.values()}
     assert "at first use" in capsys.readouterr().out  # lazily: nothing runs at start-up
     block = next(b for b in demo.blocks.values() if b.elem_id == "model-source")
     while block.elem_id != "model-loading":  # up to the group that holds the loading controls
         block = block.parent
     assert block.visible is False
+
+
+def test_a_cached_example_is_made_with_the_recommended_settings(recommending_model, store):
+    handlers = Handlers(recommending_model, store, demo=None, queue_size=None,
+                        examples_session_id=store.ensure(None).id)
+    gallery = handlers.example_prior("a kite over a hill")
+    assert len(gallery) == recommending_model.limits["max_candidates"]
+    made = store.get(handlers.examples_session_id).current_prior
+    assert (made.settings["num_inference_steps"], made.settings["guidance_scale"]) == (3, 4.5)
