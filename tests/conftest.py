@@ -24,7 +24,8 @@ def _seeded():
 @pytest.fixture(scope="session")
 def reference() -> Path:
     if not (REFERENCE / "meta.json").is_file():
-        pytest.fail(f"The official reference data is missing at {REFERENCE}; set HIGEN_REFERENCE to its folder.")
+        pytest.fail(f"The official reference data is missing at {REFERENCE}: it ships in tests/reference (restore it "
+                    f"with git checkout), or set HIGEN_REFERENCE to another copy.")
     return REFERENCE
 
 
