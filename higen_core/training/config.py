@@ -24,7 +24,6 @@ MIXED_PRECISIONS = ("no", "fp16", "bf16")
 FROZEN_DTYPES = ("auto", "float32", "float16", "bfloat16")
 LR_SCHEDULERS = ("constant", "constant_with_warmup", "linear", "cosine")
 TRACKERS = ("tensorboard", "none")
-SHAPES_KEYS = {"videos", "images", "size", "seed"}
 
 
 class ConfigError(ValueError):
@@ -35,9 +34,13 @@ class ConfigError(ValueError):
         self.field = name
 
 
+class TrainingError(RuntimeError):
+    """A run that cannot go on (e.g. a diverged loss, or data without a usable sample)."""
+
+
 def _field(default, help: str, group: str):
-    if isinstance(default, (list, dict)):
-        return field(default_factory=lambda: type(default)(default), metadata={"help": help, "group": group})
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata={"help": help, "group": group})
     return field(default=default, metadata={"help": help, "group": group})
 
 
@@ -66,14 +69,12 @@ class TrainConfig:
 
     # --- Data ----------------------------------------------------------------------------------------------------
     video_data: list[str] = _field(
-        [], "Video manifests (.jsonl of {path, caption}) or folders holding videos.jsonl.", "data")
+        [], "Video manifests (.jsonl of {path, caption}) or folders holding videos.jsonl. Relative paths, here and "
+        "in the other path fields, are relative to the working directory.", "data")
     image_data: list[str] = _field(
         [], "Image manifests (.jsonl of {path, caption}) or folders holding images.jsonl.", "data")
     video_shards: list[str] = _field([], "Tar shards of videos (read in order, split across processes).", "data")
     image_shards: list[str] = _field([], "Tar shards of images.", "data")
-    generate_shapes_dataset: dict | None = _field(
-        None, "When no data is given: write the shapes world into OUTPUT_DIR/shapes_data first, e.g. "
-        "{videos: 24, images: 24} (optional keys: size, seed).", "data")
     num_frames: int = _field(32, "Frames per training clip.", "data")
     fps: float = _field(8.0, "Frame rate clips are sampled at.", "data")
     height: int = _field(256, "Frame height in pixels (a multiple of 8).", "data")
@@ -165,7 +166,10 @@ class TrainConfig:
     sample_prompts: list[str] = _field(["a red circle moves right"], "Prompts of the sample videos.", "output")
     sample_inference_steps: int = _field(25, "Denoising steps of the sample videos.", "output")
     sample_guidance_scale: float = _field(9.0, "Guidance scale of the sample videos.", "output")
-    sample_motion_factor: float = _field(500.0, "Motion factor of the sample videos.", "output")
+    sample_motion_factor: float | None = _field(
+        None, "Motion factor of the sample videos; null: the one the model recommends (its pipeline's `settings`, "
+        "else the paper's 500 when its trained motion_factor_range holds it, else the middle of that range).",
+        "output")
     progress_bar: bool = _field(True, "Show a tqdm progress bar.", "output")
 
     # ------------------------------------------------------------------------------------------------------------
@@ -190,8 +194,10 @@ class TrainConfig:
             check(name, self.__dict__[name] >= 1, "must be at least 1")
         for name in ("dataloader_num_workers", "lr_warmup_steps", "checkpointing_steps", "sample_every",
                      "cpu_threads", "weight_decay", "adam_epsilon", "max_grad_norm", "offset_noise",
-                     "spatial_grad_scale", "sample_guidance_scale", "sample_motion_factor"):
+                     "spatial_grad_scale", "sample_guidance_scale"):
             check(name, self.__dict__[name] >= 0, "must be 0 or more")
+        check("sample_motion_factor", self.sample_motion_factor is None or self.sample_motion_factor >= 0,
+              "must be 0 or more, or null")
         for name in ("image_fraction", "text_dropout", "uniform_motion_factors", "high_noise_fraction"):
             check(name, 0.0 <= self.__dict__[name] <= 1.0, "must be in [0, 1]")
         for name in ("adam_beta1", "adam_beta2", "ema_decay"):
@@ -206,23 +212,10 @@ class TrainConfig:
         check("report_to", self.report_to in TRACKERS, f"must be one of {TRACKERS}")
         check("sample_prompts", self.sample_every == 0 or len(self.sample_prompts) > 0,
               "give at least one prompt when sample_every > 0")
-        if self.generate_shapes_dataset is not None:
-            unknown = set(self.generate_shapes_dataset) - SHAPES_KEYS
-            check("generate_shapes_dataset", not unknown, f"unknown keys {sorted(unknown)}; allowed: "
-                  f"{sorted(SHAPES_KEYS)}")
-            check("generate_shapes_dataset", all(isinstance(v, int) and v >= 0
-                                                 for v in self.generate_shapes_dataset.values()),
-                  "values must be non-negative integers")
-        # The shapes dataset is generated only when no data at all is given.
-        given = any(self.__dict__[name] for name in ("video_data", "image_data", "video_shards", "image_shards"))
-        generated = {} if given else self.generate_shapes_dataset or {}
-        has_videos = bool(self.video_data or self.video_shards or generated.get("videos"))
-        has_images = bool(self.image_data or self.image_shards or generated.get("images"))
-        check("video_data", has_videos or self.image_fraction == 1.0,
-              "no videos: give video_data, video_shards or generate_shapes_dataset (or image_fraction: 1)")
-        check("image_data", has_images or self.image_fraction == 0.0,
-              "no images for image_fraction > 0: give image_data, image_shards or generate_shapes_dataset "
-              "(or image_fraction: 0)")
+        check("video_data", bool(self.video_data or self.video_shards) or self.image_fraction == 1.0,
+              "no videos: give video_data or video_shards (or image_fraction: 1)")
+        check("image_data", bool(self.image_data or self.image_shards) or self.image_fraction == 0.0,
+              "no images for image_fraction > 0: give image_data or image_shards (or image_fraction: 0)")
         for kind in ("video", "image"):
             check(f"{kind}_shards", not (self.__dict__[f"{kind}_data"] and self.__dict__[f"{kind}_shards"]),
                   f"give {kind}_data or {kind}_shards, not both")
@@ -272,14 +265,10 @@ def _coerce(name: str, value):
             values = [value] if isinstance(value, str) else value
             if isinstance(values, (list, tuple)) and all(isinstance(v, (str, int, float)) for v in values):
                 return [str(v) for v in values]
-        elif origin is dict:
-            parsed = yaml.safe_load(value) if isinstance(value, str) else value
-            if isinstance(parsed, dict):
-                return parsed
     except ValueError:
         pass
     expected = {bool: "true or false", int: "an integer", float: "a number", str: "a string",
-                list: "a list of strings", dict: "a mapping such as {videos: 24, images: 24}"}[origin]
+                list: "a list of strings"}[origin]
     raise ConfigError(name, f"expected {expected}{' or null' if optional else ''}; got {value!r}.")
 
 

@@ -89,6 +89,22 @@ class Components:
     tokenizer: object
     text_encoder: CLIPTextModel
     appearance: AppearanceEncoder
+    # The generation settings init_from's HiGen pipeline recommends (its model_index.json's `settings`), if any:
+    # the samples and the final pipeline use them, so a fine-tuned model keeps what its base recommends.
+    settings: dict | None = None
+
+
+def place_frozen_models(components: Components, frozen_dtype: str, device: torch.device,
+                        mixed_precision: str) -> None:
+    """Move the frozen models to `device` in the `frozen_dtype` field's dtype: 'auto' is float32 on a CPU and half
+    precision on a GPU (bfloat16 under bf16 mixed precision, else float16), where they only run forward."""
+    named = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+    dtype = named.get(frozen_dtype, torch.float32 if device.type == "cpu" else
+                      torch.bfloat16 if mixed_precision == "bf16" else torch.float16)
+    for frozen in (components.vae, components.text_encoder, components.appearance):
+        frozen.to(device)
+        if dtype != torch.float32:
+            frozen.to(dtype=dtype)
 
 
 def load_components(config: TrainConfig) -> Components:
@@ -96,6 +112,7 @@ def load_components(config: TrainConfig) -> Components:
     fields, each defaulting to the matching part of `init_from`'s pipeline."""
     source, seed = config.init_from, config.seed
     defaults: dict[str, object] = {}
+    settings = None
     if source == "tiny":
         unet = tiny_unet(seed)
     elif source.endswith(".json") and os.path.isfile(source):
@@ -107,7 +124,7 @@ def load_components(config: TrainConfig) -> Components:
         if index is not None and index.get("_class_name") == "HiGenPipeline":
             # Fine-tuning a HiGen model: its own frozen models are the defaults.
             pipe = HiGenPipeline.from_pretrained(source)
-            unet = pipe.unet
+            unet, settings = pipe.unet, pipe.config.settings
             defaults = {"vae": pipe.vae, "text_encoder": pipe.text_encoder, "tokenizer": pipe.tokenizer}
         else:
             subfolder = "unet" if index is not None else None
@@ -160,4 +177,4 @@ def load_components(config: TrainConfig) -> Components:
     unet.register_to_config(num_frames=config.num_frames,
                             sample_size=(config.height // factor, config.width // factor))
     return Components(unet.float().train(), vae.eval().requires_grad_(False), tokenizer,
-                      text_encoder.eval().requires_grad_(False), appearance)
+                      text_encoder.eval().requires_grad_(False), appearance, settings)

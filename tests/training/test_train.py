@@ -1,5 +1,6 @@
-"""The training loop (higen_core.train) on the tiny components: end to end, joint-training rules, exact resume,
-clean stop on SIGTERM, bad data, non-finite losses and the model sources a run can start from."""
+"""The training loop (higen_core.train) on the tiny components: end to end, the tiny config as committed, joint-training
+rules, exact resume, clean stop on SIGTERM, bad data, non-finite losses, the model sources a run can start from and
+the settings a fine-tuned model keeps."""
 
 import json
 import os
@@ -22,16 +23,19 @@ from higen_core import HiGenPipeline
 from higen_core.conditioning import motion_factors_from_latents
 from higen_core.pipeline_higen import default_scheduler
 from higen_core.testing import tiny_pipeline, tiny_unet
-from higen_core.train import diffusion_loss, main, process_kinds, scale_gradients_by_kind, step_kind
+from higen_core.train import main
 from higen_core.training.checkpoint import latest_checkpoint, read_state
 from higen_core.training.config import TrainConfig
 from higen_core.training.data import VideoClipDataset, collate_skipping
 from higen_core.training.latents import encode_pixels, encode_text, higen_conditions, sample_latents
 from higen_core.training.models import load_components, tiny_appearance_model
+from higen_core.training.objective import (assign_roles, diffusion_loss, model_inputs, process_kinds,
+                                           scale_gradients_by_kind, step_kind)
 from higen_core.video_io import read_mp4_metadata
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = REPO / "higen_core" / "configs" / "train-tiny.yaml"
+TINY_DATA = REPO / "assets" / "tiny-data"
 FINAL_UNET = Path("final") / "unet" / "diffusion_pytorch_model.safetensors"
 
 
@@ -72,7 +76,8 @@ def data(tmp_path_factory) -> Path:
         pixels[4 + i : 8 + i, 4:8] = 255
         PIL.Image.fromarray(pixels).save(folder / f"image{i}.png")
         images.append({"path": f"image{i}.png", "caption": f"a square at {i}"})
-    (folder / "corrupt.mp4").write_bytes(os.urandom(2000))
+    # An MP4 signature, then bytes no demuxer reads (random bytes can probe as another format).
+    (folder / "corrupt.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 7)
     videos += [{"path": "corrupt.mp4", "caption": "broken"}, {"path": "gone.mp4", "caption": "missing"}]
     images += [{"path": "gone.png", "caption": "missing"}]
     for name, entries in (("videos.jsonl", videos), ("images.jsonl", images)):
@@ -80,20 +85,19 @@ def data(tmp_path_factory) -> Path:
     return folder
 
 
-def run_args(out: Path, data: Path | None = None, **fields) -> list[str]:
-    """The tiny config with a few steps, on `data` when given (else the config's generated shapes dataset)."""
+def run_args(out: Path, data: Path = TINY_DATA, **fields) -> list[str]:
+    """The tiny config with a few steps, on `data` (a folder with videos.jsonl and images.jsonl), by absolute path so
+    that the tests run from any working directory."""
     values = {"output_dir": out, "max_train_steps": 4, "checkpointing_steps": 0, "sample_every": 0,
-              "progress_bar": "false", "lr_warmup_steps": 0, **fields}
-    if data is not None:
-        values.update(video_data=data / "videos.jsonl", image_data=data / "images.jsonl")
+              "progress_bar": "false", "lr_warmup_steps": 0, "video_data": data / "videos.jsonl",
+              "image_data": data / "images.jsonl", **fields}
     return ["--config", str(TINY)] + [item for k, v in values.items() for item in (f"--{k}", str(v))]
 
 
 def test_end_to_end_writes_checkpoints_log_samples_and_a_loadable_pipeline(tmp_path):
     out = tmp_path / "run"
-    argv = run_args(out, generate_shapes_dataset="{videos: 4, images: 4, size: 16}", checkpointing_steps=2,
-                    sample_every=4, sample_inference_steps=1, gradient_accumulation_steps=2,
-                    gradient_checkpointing="true")
+    argv = run_args(out, checkpointing_steps=2, sample_every=4, sample_inference_steps=1,
+                    gradient_accumulation_steps=2, gradient_checkpointing="true")
     assert main(argv) == 0
 
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step-000002", "step-000004"]
@@ -108,8 +112,55 @@ def test_end_to_end_writes_checkpoints_log_samples_and_a_loadable_pipeline(tmp_p
 
     pipe = HiGenPipeline.from_pretrained(out / "final")
     assert pipe.unet.config.num_frames == 8 and tuple(pipe.unet.config.sample_size) == (8, 8)
+    assert pipe.config.settings is None  # init_from "tiny" records no recommended settings
     video = pipe("a red circle moves right", num_inference_steps=1, motion_factor=50, output_type="latent")
     assert video.latents.shape == (1, 4, 8, 8, 8) and torch.isfinite(video.latents).all()
+
+
+def test_the_tiny_config_as_committed_trains_from_the_repository_root(tmp_path, monkeypatch):
+    monkeypatch.chdir(REPO)  # its data path, assets/tiny-data, is relative to the working directory
+    out = tmp_path / "run"
+    argv = ["--config", "higen_core/configs/train-tiny.yaml", "--output-dir", str(out), "--max-train-steps", "2",
+            "--progress-bar", "false"]
+    assert main(argv) == 0
+    assert [json.loads(line)["step"] for line in (out / "logs" / "train_log.jsonl").read_text().splitlines()] == [1, 2]
+    assert json.loads((out / "logs" / "data_skips.json").read_text())["total"] == 0
+    assert (out / FINAL_UNET).is_file() and read_state(latest_checkpoint(out))["step"] == 2
+
+
+def test_tiny_data_holds_relative_paths_only():
+    # Committed data must read the same from any checkout: every manifest path is inside the folder.
+    for manifest, count in (("videos.jsonl", 24), ("images.jsonl", 24), ("ground_truth.jsonl", 48)):
+        lines = (TINY_DATA / manifest).read_text().splitlines()
+        assert len(lines) == count
+        for line in lines:
+            path = Path(json.loads(line)["path"])
+            assert not path.is_absolute() and ".." not in path.parts and (TINY_DATA / path).is_file(), path
+
+
+def test_importing_the_trainer_leaves_the_shapes_world_out():
+    # The shapes world is a demo that uses the trainer; the trainer itself reads any data and imports none of it.
+    code = "import sys, higen_core.train; print(sorted(m for m in sys.modules if m.startswith('higen_core.shapes')))"
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
+def test_fine_tuning_keeps_the_settings_its_base_recommends(tmp_path):
+    settings = {"motion_factor": 30.0, "motion_factor_range": [0.0, 60.0], "guidance_scale": 3.0,
+                "example_prompts": ["a red circle on a grey background"]}
+    base, base_dir = tiny_pipeline(), tmp_path / "base"
+    HiGenPipeline(base.vae, base.text_encoder, base.tokenizer, unet=base.unet, scheduler=base.scheduler,
+                  settings=settings).save_pretrained(base_dir)
+    out = tmp_path / "run"
+    # sample_motion_factor null: the samples take the model's recommended γm.
+    assert main(run_args(out, init_from=base_dir, max_train_steps=1, sample_every=1, sample_inference_steps=1,
+                         sample_motion_factor="null")) == 0
+    index = lambda folder: json.loads((folder / "model_index.json").read_text())
+    assert index(out / "final")["settings"] == index(base_dir)["settings"] == settings
+    assert HiGenPipeline.from_pretrained(out / "final").settings.motion_factor == 30.0
+    assert read_mp4_metadata(out / "samples" / "step-000001-0.mp4")["motion_factor"] == 30.0
 
 
 def test_loss_falls_on_a_fixed_batch(data):
@@ -174,6 +225,14 @@ def test_joint_schedule():
     assert set(step_kind(s, 0.0) for s in range(10)) == {"video"}
     assert process_kinds(8, 0.25) == ["image"] * 2 + ["video"] * 6
     assert process_kinds(4, 0.25) == ["image"] + ["video"] * 3
+    # One process takes both kinds, step by step; several split them, and each kind's data among its processes.
+    one = assign_roles(1, 0, 0.25)
+    assert (one.mine, one.kinds, one.shard) == (None, ["video", "image"], {"video": (0, 1), "image": (0, 1)})
+    assert [one.kind_of_step(s, 0.25) for s in range(4)] == ["video", "video", "video", "image"]
+    assert assign_roles(1, 0, 0.0).kinds == ["video"]
+    third = assign_roles(4, 2, 0.25)
+    assert (third.mine, third.kinds, third.shard) == ("video", ["video"], {"video": (1, 3)})
+    assert assign_roles(4, 0, 0.25).shard == {"image": (0, 1)}
 
 
 def test_resume_matches_an_uninterrupted_run(tmp_path, data):
@@ -325,8 +384,7 @@ def test_ablation_switches_keep_the_switched_off_inputs_at_zero(tmp_path):
     config_file = tmp_path / "unet.json"
     config_file.write_text(json.dumps({"_class_name": "HiGenUNet3DModel", **tiny_unet_config()}))
     out = tmp_path / "run"
-    argv = run_args(out, generate_shapes_dataset="{videos: 4, images: 4, size: 16}", init_from=str(config_file),
-                    structure_decoupling="false", content_decoupling="false")
+    argv = run_args(out, init_from=str(config_file), structure_decoupling="false", content_decoupling="false")
     assert main(argv) == 0
     unet = HiGenPipeline.from_pretrained(out / "final").unet
     for module in (unet.prior_conv_in, unet.motion_embedding.linear_2, unet.appearance_embedding.linear_2):
@@ -345,7 +403,7 @@ def test_uniform_motion_factors_give_each_clip_one_factor_as_inference_does(unif
     mean[:, :, 3] = torch.tensor([6.0, 12.0]).view(2, 1, 1, 1)
     moments = torch.cat([mean, torch.full_like(mean, -30.0)], dim=1)  # log-variance -30: the latents are the means
     batch = {"moments": moments, "appearance": torch.ones(2, 4, 4), "captions": ["a", "b"]}
-    latents, conditions, _ = train_module.model_inputs(batch, components, config, 4, torch.device("cpu"))
+    latents, conditions, _ = model_inputs(batch, components, config, 4, torch.device("cpu"))
     measured = motion_factors_from_latents(latents)  # (B, F-1): 0, 0 and the last pair's change
     assert (measured[:, :2] == 0).all() and (measured[:, 2] > 0).all()
     expected = measured.mean(dim=1, keepdim=True).expand_as(measured) if uniform else measured

@@ -1,0 +1,123 @@
+# Copyright 2026 The HiGen Studio authors. Licensed under the Apache License, Version 2.0.
+"""What one training step optimises: which kind of batch each process and step takes (joint image-video training,
+Section 3.4), the per-kind gradient factors, the model's inputs of a batch and the diffusion loss."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from ..unet_higen import HiGenUNet3DModel
+from .config import ConfigError, TrainConfig
+from .latents import encode_pixels, encode_text, higen_conditions, sample_latents
+from .models import Components
+
+KINDS = ("video", "image")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Joint training: who trains on what
+
+
+def step_kind(step: int, image_fraction: float) -> str:
+    """One process: whether optimizer step `step` takes an image or a video batch. Images fall on the steps where
+    floor(step * fraction) increases, so every window of steps holds the fraction, and a resumed run agrees."""
+    return "image" if math.floor((step + 1) * image_fraction) > math.floor(step * image_fraction) else "video"
+
+
+def process_kinds(num_processes: int, image_fraction: float) -> list[str]:
+    """Several processes: the first round(processes * fraction) (halves round up) take image batches, the rest
+    video batches."""
+    images = int(num_processes * image_fraction + 0.5)
+    if 0 < image_fraction < 1 and images in (0, num_processes):
+        raise ConfigError("image_fraction", f"{image_fraction} of {num_processes} processes rounds to "
+                          f"{images} image processes: joint training needs both kinds, so change it.")
+    return ["image"] * images + ["video"] * (num_processes - images)
+
+
+@dataclass(frozen=True)
+class Roles:
+    """Who trains on what. One process interleaves images and videos by step; several split the kinds by process,
+    and each kind's data is split among the processes that train on it."""
+
+    used: list[str]  # the kinds the run trains on (both in joint training)
+    by_process: list[str] | None  # several processes: the kind of each
+    mine: str | None  # several processes: this process's kind
+    kinds: list[str]  # the kinds this process trains on
+    shard: dict[str, tuple[int, int]]  # per kind: (index, count) of this process among those reading its data
+
+    def kind_of_step(self, step: int, image_fraction: float) -> str:
+        return self.mine or step_kind(step, image_fraction)
+
+
+def assign_roles(num_processes: int, rank: int, image_fraction: float) -> Roles:
+    used = [k for k in KINDS if image_fraction != (0.0 if k == "image" else 1.0)]
+    by_process = process_kinds(num_processes, image_fraction) if num_processes > 1 else None
+    mine = by_process[rank] if by_process else None
+    kinds = [mine] if mine else used
+    shard = {k: (by_process[:rank].count(k), by_process.count(k)) if by_process else (0, 1) for k in kinds}
+    return Roles(used, by_process, mine, kinds, shard)
+
+
+def scale_gradients_by_kind(unet: HiGenUNet3DModel) -> dict[str, float]:
+    """Multiply each parameter's gradient, as it is computed, by factors[its kind]; returns the factors to set.
+
+    The hooks run before DDP averages the gradients across processes, so a process training on images adds nothing
+    to the temporal and HiGen parameters while the video processes train them, and the 0.2 on the spatial
+    parameters applies to every process's contribution alike. (AdamW divides a constant factor out again: only a
+    factor of 0, which freezes the parameters, and the share of the clipped norm change the steps it takes.)"""
+    factors = {"spatial": 1.0, "temporal": 1.0, "higen": 1.0}
+    for name, param in unet.named_parameters():
+        kind = unet.parameter_kind(name)
+        param.register_hook(lambda grad, kind=kind: grad * factors[kind])
+    return factors
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The objective
+
+
+def diffusion_loss(unet, latents: torch.Tensor, conditions: dict, text_states: torch.Tensor, noise_scheduler,
+                   offset_noise: float, generator: torch.Generator | None = None, high_noise_fraction: float = 0.0,
+                   high_noise_start: int = 850) -> torch.Tensor:
+    """v-prediction MSE (float32) at uniformly drawn timesteps of the official schedule (zero terminal SNR), a
+    share `high_noise_fraction` of them drawn from `high_noise_start` up instead. The noise gets offset noise per
+    sample, channel and frame, as the pipeline's starting noise does."""
+    batch, channels, frames = latents.shape[:3]
+    device = latents.device
+    noise = torch.randn(latents.shape, generator=generator, device=device)
+    noise = noise + offset_noise * torch.randn((batch, channels, frames, 1, 1), generator=generator, device=device)
+    last = noise_scheduler.config.num_train_timesteps
+    timesteps = torch.randint(0, last, (batch,), generator=generator, device=device)
+    if high_noise_fraction > 0:
+        # Where the input shows almost nothing, only the conditions can say where the shape goes.
+        noisiest = torch.randint(high_noise_start, last, (batch,), generator=generator, device=device)
+        chosen = torch.rand(batch, generator=generator, device=device) < high_noise_fraction
+        timesteps = torch.where(chosen, noisiest, timesteps)
+    noisy = noise_scheduler.add_noise(latents, noise, timesteps)
+    target = noise_scheduler.get_velocity(latents, noise, timesteps)
+    prediction = unet(noisy, timesteps, text_states, **conditions).sample
+    return F.mse_loss(prediction.float(), target.float())
+
+
+def model_inputs(batch: dict, components: Components, config: TrainConfig, width: int,
+                 device: torch.device) -> tuple[torch.Tensor, dict, torch.Tensor]:
+    """(clean latents (B, C, F, h, w), conditions, text states) of a pixel or latent-cache batch."""
+    if "moments" in batch:
+        moments, rows = batch["moments"].to(device), batch.get("appearance")
+    else:
+        moments, rows = encode_pixels(components, batch["pixel_values"].to(device), width)
+    latents = sample_latents(moments, components.vae.config.scaling_factor)
+    # Caption dropout trains the unconditional prediction that classifier-free guidance needs.
+    keep = torch.rand(len(batch["captions"])) >= config.text_dropout
+    captions = [caption if k else "" for caption, k in zip(batch["captions"], keep.tolist())]
+    conditions = higen_conditions(latents, rows, width, prior=config.structure_decoupling)
+    if latents.shape[2] > 1 and config.uniform_motion_factors > 0:
+        # Per-pair factors tell the model which frames change; inference's single γm does not, so the caption must.
+        factors = conditions["motion_factors"]  # (B, F-1)
+        uniform = torch.rand(factors.shape[0], 1, device=factors.device) < config.uniform_motion_factors
+        conditions["motion_factors"] = torch.where(uniform, factors.mean(dim=1, keepdim=True), factors)
+    return latents, conditions, encode_text(components, captions, device)
