@@ -1,5 +1,5 @@
 # Copyright 2026 The HiGen Studio authors. Licensed under the Apache License, Version 2.0.
-"""HiGen's inference benchmark (issue 6): the released model's workload, the official way against ours.
+"""HiGen's inference benchmark: the released model's workload, the official way against ours.
 
     python -m higen_core.benchmark                    # released size, on a GPU
     python -m higen_core.benchmark --size tiny        # tiny components on a CPU in under a minute: correctness
@@ -8,6 +8,9 @@
 Workload: the released network (1.48B parameters) and SD 2.1's VAE, random weights built in code (any weights cost
 the same), random (1, 77, 1024) text states; spatial reasoning (1 frame), then temporal reasoning (32 frames at
 448x256), 50 DDIM steps each, guidance 12, then VAE decoding; every mode from the same noise and text states.
+--size tiny: the tiny UNet and VAE of `higen_core.testing`, those of `higen_core.load_pipeline("tiny")`. No
+pipeline is loaded from a folder: every mode assembles its `HiGenPipeline` from copies of these two components
+(without a text encoder, given the text states), in the precision and layout that mode measures.
 
   reference  the official inference: fp32 weights under float16 autocast (bfloat16 on a CPU, whose float16 autocast
              is slow or unsupported), guidance as two forwards (cond, uncond), eager, fp32 VAE decoding 2 frames at a

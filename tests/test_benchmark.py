@@ -9,7 +9,7 @@ import math
 import pytest
 import torch
 
-from higen_core import benchmark
+from higen_core import benchmark, load_pipeline
 
 STEPS, FRAMES = 2, 4
 TINY = ["--size", "tiny", "--device", "cpu", "--steps", str(STEPS), "--frames", str(FRAMES), "--runs", "1",
@@ -94,6 +94,15 @@ def test_full_size_on_a_cpu_points_to_tiny(capsys, monkeypatch):
     monkeypatch.setattr(benchmark, "workload_flops", lambda *args: counts)
     assert benchmark.main(["--device", "cpu"]) == 2
     assert "--size tiny" in capsys.readouterr().out
+
+
+def test_tiny_size_is_the_tiny_pipeline():
+    # `--size tiny` times the same network and VAE as `load_pipeline("tiny")`, which the CLI and the tests run.
+    unet, vae = benchmark.build_components("tiny")
+    pipe = load_pipeline("tiny", device="cpu", dtype="float32")
+    for built, loaded in ((unet, pipe.unet), (vae, pipe.vae)):
+        weights = loaded.state_dict()
+        assert all(torch.equal(value, weights[name]) for name, value in built.state_dict().items())
 
 
 def test_offload_needs_an_accelerator():

@@ -1,12 +1,13 @@
-"""The evaluation: every measurement gets the known answer on rendered ground-truth clips, and both suites run end to
-end on tiny models (the shapes suite on the tiny pipeline, the prompts suite with tiny feature models built here)."""
+"""The evaluation command line and its prompts suite: Fréchet distances get their known answers, the prompts suite
+runs end to end on a tiny pipeline with tiny feature models built here (in one process and split across two), run
+parameters come from the model's settings unless a flag gives them, and importing the module leaves the shapes world
+out. The shapes suite is tested in tests/shapes/test_shapes_evaluate.py."""
 
 import json
 import math
 import os
 import subprocess
 import sys
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -25,34 +26,13 @@ from transformers import (
 )
 
 from higen_core import evaluate
+from higen_core.pipeline_higen import HiGenPipeline
 from higen_core.shapes.world import render_video, sample_scene, write_mp4
-from higen_core.testing import tiny_pipeline, tiny_tokenizer
+from higen_core.testing import tiny_components, tiny_pipeline, tiny_tokenizer
 
-SCENES = [sample_scene(seed) for seed in range(240)]
-
-
-def test_ground_truth_clips_adhere_to_their_captions():
-    records = []
-    for s in SCENES[:120]:
-        clip = render_video(s, 8, 64)
-        records.append(evaluate.measure_standard(clip, clip[len(clip) // 2], s.caption))
-    summary = evaluate.summarise_standard(records)
-    assert summary["text_adherence"] == 1.0 and summary["temporal_consistency"] == 1.0
-    assert set(summary["text_motion_accuracy_by_motion"]) == {s.motion for s in SCENES[:120]}
-    # Prior fidelity holds on ground truth for every motion (a colour change starts after the middle frame).
-    assert all(r["prior_ok"] is True for r in records)
-    assert "changes colour" in summary["text_motion_accuracy_by_motion"]
-
-
-def test_mismatches_are_caught(one_shape_scene):
-    left = render_video(one_shape_scene("moves left"), 8, 64)
-    record = evaluate.measure_standard(left, left[4], one_shape_scene("moves right").caption)
-    assert record["colour_ok"] and not record["motion_ok"] and not record["adheres"]
-    record = evaluate.measure_standard(left, left[4], one_shape_scene("moves left", colour="blue").caption)
-    assert not record["colour_ok"]
-    # A prior somewhere else: the video does not follow it.
-    elsewhere = render_video(one_shape_scene("stays still", None, x=0.8), 1, 64)[0]
-    assert evaluate.measure_standard(left, elsewhere, one_shape_scene("moves left").caption)["prior_ok"] is False
+SCENES = [sample_scene(seed) for seed in range(2)]
+# What the first tiny model's folder recommends; the prompts suite uses what its flags leave out.
+SETTINGS = {"guidance_scale": 2.5, "num_inference_steps": 2, "motion_factor": 30, "appearance_factor": 0.6}
 
 
 def test_frechet_distance_known_answers():
@@ -68,160 +48,66 @@ def test_frechet_distance_known_answers():
         evaluate.frechet_distance(a[:1], a)
 
 
-def test_within_sample_correlations_are_free_of_the_spread_between_scenes(monkeypatch):
-    # Each scene's videos get more motion as γm rises, but scenes differ far more than the factor's steps: the pooled
-    # correlation is weak, the within-sample one is exact.
-    scenes = {scene.seed: i for i, scene in enumerate(evaluate.eval_scenes(0, 3))}
-
-    def fake_sample(pipe, scene, requests, steps, guidance_scale, feature_cache_interval=1):
-        videos = []
-        for caption, motion_factor, appearance_factor in requests:
-            amplitude = 0.02 * motion_factor + 0.3 * scenes[scene.seed]
-            video = np.full((8, 8, 8, 3), 0.1) + (np.arange(8) % 2)[:, None, None, None] * amplitude
-            video[-1] += 0.1 * appearance_factor
-            videos.append(video)
-        return np.full((8, 8, 3), 0.1), np.stack(videos)
-
-    monkeypatch.setattr(evaluate, "generate_sample", fake_sample)
-    monkeypatch.setattr(evaluate, "motion_word_gap", lambda *args, **kwargs: {})
-    pipe = SimpleNamespace(unet=SimpleNamespace(config=SimpleNamespace(motion_factor_range=(0, 3))))
-    result = evaluate.run_shapes(pipe, samples=3, steps=1, seed=0, guidance_scale=1.0, standard_motion="fixed")
-    assert result["motion_factor_spearman_within"] == pytest.approx(1.0)
-    assert result["appearance_factor_spearman_within"] == pytest.approx(1.0)
-    assert result["motion_factor_spearman"] < 0.5
-
-
-def test_standard_videos_ask_for_the_motion_factor_of_their_scene_clip(monkeypatch):
-    # A still scene's ground-truth clip has γm 0 and a moving one's more: the standard video asks for that, while the
-    # sweep and the left/right videos keep the fixed γm.
-    pipe = tiny_pipeline(0)
-    scenes = evaluate.eval_scenes(0, 40)
-    still = next(s for s in scenes if s.motion == "stays still")
-    moving = next(s for s in scenes if s.motion.startswith("moves") and s.speed == "quickly")
-    assert evaluate.clip_motion_factor(pipe, still) == 0.0
-    assert evaluate.clip_motion_factor(pipe, moving) > 0.0
-    asked = []
-
-    def fake_sample(pipe, scene, requests, steps, guidance_scale, feature_cache_interval=1):
-        asked.append((scene, requests))
-        return np.zeros((8, 8, 3)), np.zeros((len(requests), 2, 8, 8, 3))
-
-    monkeypatch.setattr(evaluate, "eval_scenes", lambda seed, count: [still, moving][:count])
-    monkeypatch.setattr(evaluate, "generate_sample", fake_sample)
-    monkeypatch.setattr(evaluate, "motion_word_gap",
-                        lambda *args, **kwargs: {"motion_word_gap": 0.0, "motion_word_wins": 0.5})
-    result = evaluate.run_shapes(pipe, samples=2, steps=1, seed=0, guidance_scale=1.0, motion_factor=5.0)
-    for scene, requests in asked:
-        assert requests[-1][1] == evaluate.clip_motion_factor(pipe, scene)
-        assert {gm for _, gm, _ in requests[4:-1]} == {5.0}  # the γa sweep and left/right
-    assert [r["standard_motion_factor"] for r in result["per_sample"]][0] == 0.0
-    asked.clear()
-    evaluate.run_standard(pipe, 2, 1, 0, 1.0, motion_factor=5.0, appearance_factor=1.0, standard_motion="fixed")
-    assert [requests[-1][1] for _, requests in asked] == [5.0, 5.0]
-
-
-def test_mirrored_captions_reverse_only_the_direction():
-    assert evaluate.mirrored_caption("a red circle moves left quickly on a grey background") == (
-        "a red circle moves right quickly on a grey background")
-    two = "a white star and a blue square move up slowly on a cyan background"
-    assert evaluate.mirrored_caption(two) == "a white star and a blue square move down slowly on a cyan background"
-    assert evaluate.mirrored_caption(evaluate.mirrored_caption(two)) == two
-    assert evaluate.mirrored_caption("a red circle grows quickly on a grey background").endswith("grows quickly on a "
-                                                                                                 "grey background")
-    assert evaluate.size_swapped_caption("a red circle grows quickly on a grey background") == (
-        "a red circle shrinks quickly on a grey background")
-    two = "a white star and a blue square shrink slowly on a black background"
-    assert evaluate.size_swapped_caption(two) == "a white star and a blue square grow slowly on a black background"
-
-
-def test_motion_word_gap_is_zero_for_a_model_that_ignores_its_text(monkeypatch):
-    pipe = tiny_pipeline(0)
-    real = evaluate.motion_word_gap(pipe, seed=0, clips=3, size_clips=2)
-    assert real["motion_word_clips"] == 3 and math.isfinite(real["motion_word_gap"])
-    assert real["motion_word_gap"] != 0.0  # the tiny model's output depends on its caption
-    assert real["size_word_clips"] == 2 and real["size_word_gap"] != 0.0
-    # Every caption encoded alike: the mirrored direction cannot change the loss.
-    same = evaluate.text_states(pipe.tokenizer, pipe.text_encoder, ["a red circle"])
-    monkeypatch.setattr(evaluate, "text_states", lambda tokenizer, encoder, captions: same)
-    ignored = evaluate.motion_word_gap(pipe, seed=0, clips=3, size_clips=2)
-    assert ignored["motion_word_gap"] == 0.0 and ignored["motion_word_wins"] == 0.0
-    assert ignored["size_word_gap"] == 0.0 and ignored["size_word_wins"] == 0.0
-
-
 def test_undefined_figures_are_null_in_json():
-    assert math.isnan(evaluate.spearman([0, 1, 2], [1.0, 1.0, 1.0]))
+    assert math.isnan(evaluate.nan_mean([math.nan, math.nan])) and evaluate.nan_mean([1.0, math.nan, 0.0]) == 0.5
     assert evaluate._json_ready({"x": math.nan, "y": [np.float32(0.5)], "z": np.bool_(True)}) == {
         "x": None, "y": [0.5], "z": True}
 
 
-# ---------------------------------------------------------------------------------------------------------------
-# End to end
+def test_importing_the_core_leaves_out_the_shapes_world():
+    # The shapes world is a demo plug-in: the core, the evaluation command included, must work without it.
+    code = ("import sys, higen_core, higen_core.pipeline_higen, higen_core.unet_higen, higen_core.evaluate; "
+            "print(sorted(m for m in sys.modules if m.startswith('higen_core.shapes')))")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False,
+                         cwd=evaluate.Path(evaluate.__file__).parents[1])
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.strip() == "[]"
+
+
+def test_run_parameters_default_to_the_model_settings():
+    pipe = HiGenPipeline(**tiny_components(0), settings=SETTINGS)
+    assert evaluate.run_parameters(pipe) == {"steps": 2, "guidance_scale": 2.5, "motion_factor": 30.0,
+                                             "appearance_factor": 0.6}
+    # What is given wins, zeros included.
+    assert evaluate.run_parameters(pipe, steps=1, guidance_scale=12.0, motion_factor=0.0, appearance_factor=0.0) == {
+        "steps": 1, "guidance_scale": 12.0, "motion_factor": 0.0, "appearance_factor": 0.0}
+    # A folder without settings: the paper's values, γm in the middle of a trained range that excludes 500.
+    assert evaluate.run_parameters(tiny_pipeline(0)) == {"steps": 50, "guidance_scale": 12.0, "motion_factor": 50.0,
+                                                         "appearance_factor": 1.0}
+
+
+def test_command_line_mistakes_name_their_flag(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        evaluate.main(["--suite", "prompts", "--prompts", "prompts.txt", "--clip-model", "clip"])
+    assert "--suite prompts needs --model" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        evaluate.main(["--suite", "shapes", "--model", str(tmp_path / "missing")])
+    assert f"--model: no such folder: {tmp_path / 'missing'}" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        evaluate.main(["--suite", "prompts", "--model", "tiny", "--steps", "0"])
+    assert "--steps must be at least 1; got 0" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        evaluate.main(["--suite", "prompts", "--model", "tiny", "--cpu-threads", "0"])
+    assert "--cpu-threads" in capsys.readouterr().err
+
+
+def test_cpu_threads_are_set_before_anything_runs(capsys):
+    # On a busy machine fewer threads are faster; the flag applies even to a run that then fails on its arguments.
+    with pytest.raises(SystemExit):
+        evaluate.main(["--suite", "prompts", "--model", "tiny", "--cpu-threads", "2"])
+    assert "--prompts must name a file" in capsys.readouterr().err
+    assert torch.get_num_threads() == 2
 
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
+    """Two tiny pipeline folders; the first records SETTINGS."""
     folders = []
-    for seed in (0, 1):
+    for seed, settings in ((0, SETTINGS), (1, None)):
         folder = tmp_path_factory.mktemp(f"tiny-higen-{seed}")
-        tiny_pipeline(seed).save_pretrained(folder)
+        HiGenPipeline(**tiny_components(seed), settings=settings).save_pretrained(folder)
         folders.append(folder)
     return folders
-
-
-FIGURES = ("motion_factor_spearman", "appearance_factor_spearman", "direction_accuracy", "prior_fidelity",
-           "text_adherence", "motion_factor_spearman_within", "appearance_factor_spearman_within", "motion_word_gap")
-
-
-def test_shapes_suite_end_to_end(tiny_model, tmp_path, capsys):
-    main, other = tiny_model
-    out = tmp_path / "shapes.json"
-    argv = ["--suite", "shapes", "--model", str(main), "--samples", "2", "--steps", "1", "--device", "cpu",
-            "--json", str(out), "--ablation", str(other), str(main), "--ablation-names", "baseline", "both"]
-    try:
-        import matplotlib  # noqa: F401
-
-        argv += ["--plots", str(tmp_path / "plots")]
-    except ImportError:
-        pass
-    assert evaluate.main(argv) == 0
-    result = json.loads(out.read_text())
-    assert result["samples"] == 2 and isinstance(result["samples"], int)
-    for key in FIGURES:
-        assert result[key] is None or isinstance(result[key], float), key
-    assert result["counts"] == {"motion_videos": 8, "appearance_videos": 8, "direction_videos": 4,
-                                "standard_videos": 2, "prior_videos": 2}
-    assert [row["name"] for row in result["ablation"]] == ["baseline", "both"]
-    assert all(row["videos"] == 2 and "temporal_consistency" in row for row in result["ablation"])
-    # Every row carries its word gap; the row that is the main model reuses the suite's own.
-    assert all(isinstance(row["motion_word_gap"], float) for row in result["ablation"])
-    assert result["ablation"][1]["motion_word_gap"] == result["motion_word_gap"]
-    printed = capsys.readouterr().out
-    assert "motion_factor_spearman" in printed and "(8 videos" in printed and "ablation" in printed
-    if "--plots" in argv:
-        assert (tmp_path / "plots" / "motion_vs_gamma_m.png").is_file()
-        assert (tmp_path / "plots" / "appearance_vs_gamma_a.png").is_file()
-
-
-def test_plots_without_matplotlib_fail_before_the_run(tiny_model, monkeypatch, capsys):
-    # A run takes minutes: a missing plotting library must be said at once, not after the measurements.
-    monkeypatch.setitem(sys.modules, "matplotlib", None)  # `import matplotlib` raises ImportError
-    monkeypatch.setattr(evaluate, "load_pipeline", lambda *a, **k: pytest.fail("the model was loaded"))
-    with pytest.raises(SystemExit):
-        evaluate.main(["--suite", "shapes", "--model", str(tiny_model[0]), "--plots", "plots"])
-    assert "--plots needs matplotlib: pip install matplotlib" in capsys.readouterr().err
-
-
-def test_shapes_suite_measures_the_fast_presets(tiny_model, tmp_path, capsys):
-    # The presets' effect on quality is measured with the same suite: DPM-Solver++ and feature caching.
-    out = tmp_path / "preset.json"
-    assert evaluate.main(["--suite", "shapes", "--model", str(tiny_model[0]), "--samples", "1", "--steps", "3",
-                          "--device", "cpu", "--scheduler", "dpm", "--feature-cache-interval", "2",
-                          "--json", str(out)]) == 0
-    result = json.loads(out.read_text())
-    assert result["scheduler"] == "dpm" and result["feature_cache_interval"] == 2 and result["guidance_scale"] == 12.0
-    assert "3 dpm steps, feature cache every 2 steps" in capsys.readouterr().out
-    with pytest.raises(SystemExit):
-        evaluate.main(["--suite", "shapes", "--model", str(tiny_model[0]), "--feature-cache-interval", "0"])
 
 
 @pytest.fixture(scope="module")
@@ -271,7 +157,11 @@ def test_prompts_suite_end_to_end(tiny_model, feature_models, tmp_path, capsys):
     assert [p["prompt"] for p in result["per_prompt"]] == ["a red circle moves left", "a blue square grows"]
     assert -1.0 <= result["clipsim"] <= 1.0 and -1.0 <= result["temporal_consistency"] <= 1.0
     assert result["fid"] >= 0.0 and result["fvd"] >= 0.0
-    assert "clipsim" in capsys.readouterr().out
+    # --steps given, the rest from the model's settings: the values used are in the JSON and printed.
+    assert (result["steps"], result["guidance_scale"]) == (1, 2.5)
+    assert (result["motion_factor"], result["appearance_factor"]) == (30.0, 0.6)
+    printed = capsys.readouterr().out
+    assert "clipsim" in printed and "1 ddim steps, guidance 2.5, motion factor 30, appearance factor 0.6" in printed
 
 
 def test_prompts_split_across_processes_give_the_same_figures(tiny_model, feature_models, tmp_path):
