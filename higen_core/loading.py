@@ -1,5 +1,6 @@
 # Copyright 2026 The HiGen Studio authors. Licensed under the Apache License, Version 2.0.
-"""One way to load a HiGen pipeline, used by the CLI, the studio, the evaluation suites and the benchmark.
+"""One way to load a HiGen pipeline, used by the CLI, the studio and the evaluation suites (the benchmark builds its
+released-size models in code; its tiny ones are `load_pipeline("tiny")`'s components).
 
     pipe = higen_core.load_pipeline("assets/shapes-model")                       # a folder: CPU, float32
     pipe = higen_core.load_pipeline("owner/higen-t2v", device="cuda")            # a hub id: float16 on a GPU

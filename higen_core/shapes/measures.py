@@ -1,9 +1,9 @@
 # Copyright 2026 The HiGen Studio authors. Licensed under the Apache License, Version 2.0.
 """Measurements on generated (F, H, W, 3) frames, floats in [0, 1] or uint8, with the shapes world's colours: the
 motion and appearance measures, a colour's direction and presence, the dominant colour, the caption's motion as
-`shapes.classify_motion` sees it, and track continuity. `higen_core.evaluate` builds its figures from them; each gets
-the known answer on the world's own ground-truth clips (`tests/test_measures.py`; the colour, centroid and motion
-measures through the standard-video checks of `tests/test_evaluate.py`)."""
+`shapes.classify_motion` sees it, and track continuity. `higen_core.shapes.evaluate` builds its figures from them;
+each gets the known answer on the world's own ground-truth clips (`tests/shapes/test_measures.py`; the colour,
+centroid and motion measures through the standard-video checks of `tests/shapes/test_shapes_evaluate.py`)."""
 
 from __future__ import annotations
 
