@@ -19,6 +19,11 @@ The loss is v-prediction MSE on the official schedule, with offset noise and cap
 OUTPUT_DIR gets checkpoints/step-XXXXXX (atomic, the newest K kept), logs/train_log.jsonl (one JSON line per step,
 read by the studio's training tab), samples/ and final/, a HiGenPipeline folder that keeps the generation settings
 init_from's pipeline recommends. SIGTERM or Ctrl-C saves a checkpoint at the next step boundary and exits with code 0.
+OUTPUT_DIR holds one run at a time: while a run works, its run.lock names it, and a second run into the folder is
+refused (a run killed outright leaves a run.lock that the next one takes over).
+
+A bad field, flag, config file, manifest or output folder fails before any model loads: `error: FIELD: MESSAGE` and
+exit code 2. A run that cannot go on (a diverged loss, data without a usable sample) exits with code 1.
 
 `train()` at the bottom is the whole run; the `Run` it drives holds the state and does each stage. The pieces it is
 built from are in `higen_core.training`: config, models, data and streams (batches), latents (the latent cache),
@@ -49,10 +54,11 @@ from .training.checkpoint import read_state, resolve_resume, save_checkpoint
 from .training.config import ConfigError, TrainConfig, TrainingError, config_to_json, parse_args
 from .training.data import SkipStats, check_data, collate_skipping
 from .training.latents import build_latent_cache, collate_cached
+from .training.lock import output_dir_lock
 from .training.models import load_components, place_frozen_models
 from .training.objective import KINDS, assign_roles, diffusion_loss, model_inputs, scale_gradients_by_kind
 from .training.outputs import append_log, report_skips, save_final, truncate_log, write_samples
-from .training.streams import BatchStream, build_dataset, resolve_data
+from .training.streams import BatchStream, build_dataset, manifest_errors, resolve_data
 from .unet_higen import HiGenUNet3DModel
 
 logger = get_logger("higen_core.train")  # not __main__ under `python -m`
@@ -137,6 +143,19 @@ class Run:
         self.roles = assign_roles(self.world, self.accelerator.process_index, config.image_fraction)
         self.step, self.saved_at, self.consecutive_nonfinite = 0, None, 0
 
+    def load_data(self) -> dict[str, Dataset]:
+        """Each kind's dataset for this process. Reading the manifests, it comes before the models: a bad manifest
+        fails in a second, not after minutes of loading."""
+        config, roles = self.config, self.roles
+        self.data = data = resolve_data(config)
+        self.stats = SkipStats()
+        if not config.cache_latents:
+            self.collate = collate_skipping
+            return {k: build_dataset(k, data[k], config, self.stats, roles.shard[k]) for k in roles.kinds}
+        # Every process helps to build each kind's cache, whatever it trains on, so each reads all of the data.
+        self.collate = collate_cached
+        return {k: build_dataset(k, data[k], config, self.stats) for k in roles.used}
+
     def load_models(self) -> None:
         """The trained UNet (float32, under autocast with mixed precision), the frozen models, the per-kind gradient
         factors, AdamW with its LR schedule, and the EMA."""
@@ -170,28 +189,23 @@ class Run:
         self.unet, self.optimizer, self.lr_scheduler = accelerator.prepare(unet, optimizer, lr_scheduler)
         self.noise_scheduler = default_scheduler()
 
-    def load_data(self) -> dict[str, Dataset]:
-        """Each kind's dataset for this process, or with cache_latents each kind's latent cache."""
-        config, roles = self.config, self.roles
-        data = resolve_data(config)
-        self.stats = SkipStats()
+    def cache_latents(self, datasets: dict[str, Dataset]) -> dict[str, Dataset]:
+        """With cache_latents, each kind's latent cache, built from its dataset by the models; else the datasets."""
+        config = self.config
         if not config.cache_latents:
-            self.collate = collate_skipping
-            return {k: build_dataset(k, data[k], config, self.stats, roles.shard[k]) for k in roles.kinds}
-        # Every process helps to build each kind's cache, whatever it trains on, so each reads all of the data.
-        datasets = {k: build_dataset(k, data[k], config, self.stats) for k in roles.used}
+            return datasets
         cache_root = Path(config.cache_dir or self.output_dir / "latent_cache")
         # The cache holds VAE moments and appearance rows, so only the models that made them matter: a stage that
         # continues from another (a new init_from) with the same VAE reuses its cache.
         vae_source = config.vae if config.vae is not None else config.init_from
-        for k in roles.used:
-            fingerprint = {"kind": k, "data": data[k], "models": [vae_source, config.appearance_model],
+        caches = {}
+        for k in self.roles.used:
+            fingerprint = {"kind": k, "data": self.data[k], "models": [vae_source, config.appearance_model],
                            "clip": [config.num_frames, config.fps, config.height, config.width], "seed": config.seed}
-            datasets[k] = build_latent_cache(self.accelerator, datasets[k], cache_root / k, fingerprint,
-                                             self.components, self.width, config.batch_size,
-                                             config.dataloader_num_workers)
-        self.collate = collate_cached
-        return datasets
+            caches[k] = build_latent_cache(self.accelerator, datasets[k], cache_root / k, fingerprint,
+                                           self.components, self.width, config.batch_size,
+                                           config.dataloader_num_workers)
+        return caches
 
     def restore(self) -> dict[str, tuple[int, int]]:
         """Each kind's data position, (epoch, batches taken), to start from. Resuming, accelerate restores the model,
@@ -223,11 +237,12 @@ class Run:
                         for k in self.roles.kinds}
 
     def start_logging(self) -> None:
-        """The JSONL log (cut back to the checkpoint's step on resume), the tracker and the progress bar."""
+        """The JSONL log, the tracker and the progress bar. The log is cut back to the step the run starts from (the
+        checkpoint's, or 0): a run killed before its first checkpoint, or after its last, logged steps it is about
+        to train again."""
         config, accelerator = self.config, self.accelerator
         if accelerator.is_main_process:
-            if self.resume_from is not None:
-                truncate_log(self.log_path, self.step)
+            truncate_log(self.log_path, self.step)
             tracked = {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in config.to_dict().items()}
             accelerator.init_trackers("higen", config=tracked)
         self.progress = tqdm(total=config.max_train_steps, initial=self.step, desc="train",
@@ -379,29 +394,41 @@ class Run:
 
 def train(config: TrainConfig) -> int:
     """Train as `config` says; returns the exit code (0, also when stopped by a signal)."""
-    run = Run(config)  # accelerator, who trains on what, the run folder
-    run.load_models()  # UNet, frozen models, optimizer, LR schedule, EMA
-    datasets = run.load_data()  # datasets or their latent caches
-    positions = run.restore()  # resuming: weights, optimizer, RNG states, step and data positions
-    run.open_streams(datasets, positions)
-    run.start_logging()
-    with StopSignal() as stop:
-        while run.step < config.max_train_steps:
-            kind = run.roles.kind_of_step(run.step, config.image_fraction)
-            report = run.optimizer_step(kind, stop)  # micro-batches, exchange, optimizer step
-            if report.stepped:
-                run.log(report)
-                run.save_and_sample()
-            if report.stop:
-                return run.stop(stop.name)
-    return run.finish()
+    with output_dir_lock(config.output_dir):  # one run at a time in OUTPUT_DIR: a second is refused here
+        run = Run(config)  # accelerator, who trains on what, the run folder
+        datasets = run.load_data()  # the manifests, read before any model loads
+        run.load_models()  # UNet, frozen models, optimizer, LR schedule, EMA
+        datasets = run.cache_latents(datasets)  # with cache_latents, the datasets' latent caches
+        positions = run.restore()  # resuming: weights, optimizer, RNG states, step and data positions
+        run.open_streams(datasets, positions)
+        run.start_logging()
+        with StopSignal() as stop:
+            while run.step < config.max_train_steps:
+                kind = run.roles.kind_of_step(run.step, config.image_fraction)
+                report = run.optimizer_step(kind, stop)  # micro-batches, exchange, optimizer step
+                if report.stepped:
+                    run.log(report)
+                    run.save_and_sample()
+                if report.stop:
+                    return run.stop(stop.name)
+        return run.finish()
 
 
 def check_data_command(config: TrainConfig) -> int:
-    """--check-data: decode every listed file once and print what training would skip."""
+    """--check-data: decode every listed file once and print what training would skip (bad captions by their
+    manifest's file and line)."""
     data = resolve_data(config)
-    report = check_data(data["video"]["manifests"] or None, data["image"]["manifests"] or None, config.num_frames,
-                        config.fps, config.height, config.width, num_workers=config.dataloader_num_workers)
+    report = {"videos": 0, "images": 0, "skipped": SkipStats()}
+    for kind in ("video", "image"):  # one kind at a time, so that a bad manifest's error names its field
+        manifests = data[kind]["manifests"]
+        if not manifests:
+            continue
+        with manifest_errors(f"{kind}_data"):
+            found = check_data(manifests if kind == "video" else None, manifests if kind == "image" else None,
+                               config.num_frames, config.fps, config.height, config.width,
+                               num_workers=config.dataloader_num_workers)
+        report[f"{kind}s"] = found[f"{kind}s"]
+        report["skipped"].merge(found["skipped"])
     print(f"videos usable: {report['videos']}\nimages usable: {report['images']}\n{report['skipped'].summary()}")
     if data["video"]["shards"] or data["image"]["shards"]:
         print("Tar shards are not checked ahead: their bad samples are skipped and counted while training.")

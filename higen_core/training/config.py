@@ -4,8 +4,9 @@
     python -m higen_core.train --config higen_core/configs/train-tiny.yaml --max-train-steps 50 --use-ema
 
 Precedence: the dataclass defaults (the paper's setting, Section 4.1), then the file, then the command line.
-Every field is a flag (`--max-train-steps` or `--max_train_steps`); `--help` lists them all with their defaults.
-`validate()` checks everything before any model is loaded, so a typo fails in a second, naming the field.
+Every field is a flag (`--max-train-steps` or `--max_train_steps`, exactly: no abbreviations); `--help` lists them
+all with their defaults. `validate()` checks everything before any model is loaded, so a typo fails in a second, with
+a ConfigError naming the field (`python -m higen_core.train` prints it and exits with code 2).
 """
 
 from __future__ import annotations
@@ -13,7 +14,10 @@ from __future__ import annotations
 import argparse
 import difflib
 import json
+import math
 import os
+import re
+import sys
 import typing
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -31,7 +35,7 @@ class ConfigError(ValueError):
 
     def __init__(self, name: str, message: str):
         super().__init__(f"{name}: {message}")
-        self.field = name
+        self.field, self.message = name, message
 
 
 class TrainingError(RuntimeError):
@@ -150,10 +154,13 @@ class TrainConfig:
     cpu_threads: int = _field(
         0, "Threads of torch's CPU operations when training on a CPU (0: torch's default, one per core).",
         "optimisation")
-    seed: int = _field(0, "Seed of everything random (each process gets its own stream from it).", "optimisation")
+    seed: int = _field(0, "Seed of everything random (each process gets its own stream from it), 0 to 2**32 - 1.",
+                       "optimisation")
 
     # --- Output --------------------------------------------------------------------------------------------------
-    output_dir: str = _field("outputs/higen-train", "Run folder: checkpoints/, logs/, samples/, final/.", "output")
+    output_dir: str = _field(
+        "outputs/higen-train", "Run folder: checkpoints/, logs/, samples/, final/. It holds one run at a time (its "
+        "run.lock names the run using it); a second run into it is refused.", "output")
     checkpointing_steps: int = _field(
         1000, "Save a checkpoint every this many steps (0: only at the end and when stopped).", "output")
     checkpoints_total_limit: int = _field(3, "Complete checkpoints kept (at least 2).", "output")
@@ -183,7 +190,19 @@ class TrainConfig:
             if not ok:
                 raise ConfigError(name, f"{message}; got {getattr(self, name)!r}." if show_value else f"{message}.")
 
+        # inf and nan pass every comparison below or fail them silently (nan > 0 is False, inf > 0 is True).
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, float):
+                check(f.name, math.isfinite(value), "must be a finite number")
         check("init_from", bool(self.init_from), "give a folder, a hub id or 'tiny'")
+        for name in ("init_from", "vae", "text_encoder", "tokenizer", "appearance_model"):
+            source = getattr(self, name)
+            if source not in (None, "tiny") and _is_local_path(source):
+                # The loaders take a path as it is written: a '~' is the shell's to expand, not theirs.
+                hint = " ('~' is not expanded here: give the full path)" if source.startswith("~") else ""
+                kind = "file" if source.endswith(".json") else "folder"
+                check(name, os.path.exists(source), f"no such {kind}: {source}{hint}", show_value=False)
         check("frozen_dtype", self.frozen_dtype in FROZEN_DTYPES, f"must be one of {FROZEN_DTYPES}")
         check("num_frames", self.num_frames >= 2, "must be at least 2 (one frame is an image: use image_data)")
         check("fps", self.fps > 0, "must be positive")
@@ -203,6 +222,7 @@ class TrainConfig:
         for name in ("adam_beta1", "adam_beta2", "ema_decay"):
             check(name, 0.0 <= self.__dict__[name] < 1.0, "must be in [0, 1)")
         check("high_noise_start", 0 <= self.high_noise_start < 1000, "must be a timestep, 0 to 999")
+        check("seed", 0 <= self.seed < 2**32, "must be 0 to 2**32 - 1 (what numpy and accelerate seed with)")
         check("learning_rate", self.learning_rate > 0, "must be positive")
         check("lr_scheduler", self.lr_scheduler in LR_SCHEDULERS, f"must be one of {LR_SCHEDULERS}")
         check("mixed_precision", self.mixed_precision in (None, *MIXED_PRECISIONS),
@@ -212,6 +232,10 @@ class TrainConfig:
         check("report_to", self.report_to in TRACKERS, f"must be one of {TRACKERS}")
         check("sample_prompts", self.sample_every == 0 or len(self.sample_prompts) > 0,
               "give at least one prompt when sample_every > 0")
+        # A path that is not there says more than "no videos" for the kind it was meant for.
+        for name in ("video_data", "image_data", "video_shards", "image_shards"):
+            missing = [p for p in self.__dict__[name] if not os.path.exists(p)]
+            check(name, not missing, f"not found: {', '.join(missing)}", show_value=False)
         check("video_data", bool(self.video_data or self.video_shards) or self.image_fraction == 1.0,
               "no videos: give video_data or video_shards (or image_fraction: 1)")
         check("image_data", bool(self.image_data or self.image_shards) or self.image_fraction == 0.0,
@@ -219,12 +243,22 @@ class TrainConfig:
         for kind in ("video", "image"):
             check(f"{kind}_shards", not (self.__dict__[f"{kind}_data"] and self.__dict__[f"{kind}_shards"]),
                   f"give {kind}_data or {kind}_shards, not both")
-        for name in ("video_data", "image_data", "video_shards", "image_shards"):
-            missing = [p for p in self.__dict__[name] if not os.path.exists(p)]
-            check(name, not missing, f"not found: {', '.join(missing)}", show_value=False)
         if self.resume not in (None, "latest"):
             check("resume", os.path.isdir(self.resume), "must be 'latest' or an existing checkpoint folder")
         return self
+
+
+# A Hugging Face Hub model id: owner/name, each part letters, digits, '-', '_' and '.'.
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$")
+
+
+def _is_local_path(source: str) -> bool:
+    """Whether a model source names a folder on this machine rather than a hub id: it starts like a path, its parent
+    folder exists here, or it is no hub id at all. A path that is not there then fails at once, instead of being
+    looked up on the Hub (and failing there later, or worse, finding a model of that name)."""
+    if source.startswith(("/", ".", "~")) or not _HUB_ID.match(source) or "--" in source or ".." in source:
+        return True
+    return os.path.isdir(os.path.dirname(source))
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -272,9 +306,24 @@ def _coerce(name: str, value):
     raise ConfigError(name, f"expected {expected}{' or null' if optional else ''}; got {value!r}.")
 
 
+def _flags(name: str) -> list[str]:
+    """A field's flags: `--max-train-steps` and `--max_train_steps`."""
+    return [f"--{name.replace('_', '-')}"] + ([f"--{name}"] if "_" in name else [])
+
+
+class _Parser(argparse.ArgumentParser):
+    """Reports a bad command line as a ConfigError, like a bad field, instead of printing usage and exiting."""
+
+    def error(self, message: str):
+        raise ConfigError("arguments", message)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="python -m higen_core.train",
+        # Exact flag names only: a prefix such as --learning-rat would otherwise silently set --learning-rate.
+        allow_abbrev=False,
+        exit_on_error=False,
         description="HiGen image-video joint training (spatial reasoning on images, temporal reasoning on videos). "
         "Fields come from the defaults, then --config, then these flags. Multi-GPU, FSDP and DeepSpeed: "
         "`accelerate launch -m higen_core.train ...` with your accelerate config.",
@@ -287,7 +336,7 @@ def build_parser() -> argparse.ArgumentParser:
     for f in fields(TrainConfig):
         group = groups.get(f.metadata["group"]) or groups.setdefault(
             f.metadata["group"], parser.add_argument_group(f.metadata["group"]))
-        flags = [f"--{f.name.replace('_', '-')}"] + ([f"--{f.name}"] if "_" in f.name else [])
+        flags = _flags(f.name)
         default = f.default_factory() if callable(f.default_factory) else f.default
         help = f"{f.metadata['help']} (default: {default!r})".replace("%", "%%")  # argparse %-formats help
         kwargs = dict(dest=f.name, default=argparse.SUPPRESS, help=help)
@@ -306,7 +355,13 @@ def load_config_file(path: str | os.PathLike) -> dict:
     path = Path(path)
     if not path.is_file():
         raise ConfigError("config", f"file {str(path)!r} not found.")
-    data = yaml.safe_load(path.read_text()) or {}  # JSON is YAML too
+    try:
+        data = yaml.safe_load(path.read_bytes()) or {}  # JSON is YAML too; bytes: YAML reads UTF-8 and UTF-16
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"{path}, line {mark.line + 1}" if mark is not None else str(path)
+        problem = getattr(error, "problem", None) or str(error)
+        raise ConfigError("config", f"{where}: not valid YAML ({problem}).") from None
     if not isinstance(data, dict):
         raise ConfigError("config", f"{path} must hold a mapping of fields.")
     return data
@@ -322,9 +377,41 @@ def make_config(values: dict) -> TrainConfig:
     return TrainConfig(**{name: _coerce(name, value) for name, value in values.items()}).validate()
 
 
+# A negative number, also in scientific notation or infinite: argparse reads "-1e-4" after a flag as another flag.
+_NEGATIVE_NUMBER = re.compile(r"^-(\d+\.?\d*|\.\d+)(e[-+]?\d+)?$|^-(inf|infinity|nan)$", re.IGNORECASE)
+
+
+def _join_negative_values(argv: list[str]) -> list[str]:
+    """`--flag -1e-4` -> `--flag=-1e-4` for the flags that take one value, so that the value is read as one."""
+    one_value = {flag for f in fields(TrainConfig) if _HINTS[f.name] is not bool
+                 and typing.get_origin(_HINTS[f.name]) is not list for flag in _flags(f.name)}
+    joined, i = [], 0
+    while i < len(argv):
+        if argv[i] in one_value and i + 1 < len(argv) and _NEGATIVE_NUMBER.match(argv[i + 1]):
+            joined.append(f"{argv[i]}={argv[i + 1]}")
+            i += 2
+        else:
+            joined.append(argv[i])
+            i += 1
+    return joined
+
+
 def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, argparse.Namespace]:
-    """(config, namespace with the non-field flags: config, check_data)."""
-    args = build_parser().parse_args(argv)
+    """(config, namespace with the non-field flags: config, check_data). A bad flag or value raises ConfigError."""
+    parser = build_parser()
+    try:
+        args, unknown = parser.parse_known_args(_join_negative_values(sys.argv[1:] if argv is None else list(argv)))
+    except argparse.ArgumentError as error:  # the flag's field, e.g. "--learning-rate/--learning_rate"
+        name = (error.argument_name or "arguments").split("/")[0].lstrip("-").replace("-", "_")
+        raise ConfigError(name, error.message) from None
+    if unknown:
+        flag = next((item for item in unknown if item.startswith("-")), unknown[0])
+        name = flag.split("=")[0]
+        if not name.startswith("-"):
+            raise ConfigError("arguments", f"unexpected value {flag!r}; values follow their flag (--field value).")
+        known = ["--config", "--check-data", "--help"] + [flag for f in fields(TrainConfig) for flag in _flags(f.name)]
+        close = difflib.get_close_matches(name, known, n=1)
+        raise ConfigError(name, "unknown flag" + (f"; did you mean {close[0]}?" if close else "; see --help."))
     values = load_config_file(args.config) if args.config else {}
     values.update({f.name: getattr(args, f.name) for f in fields(TrainConfig) if hasattr(args, f.name)})
     return make_config(values), args

@@ -14,7 +14,9 @@
 
 Every file is opened inside `__getitem__` / `__iter__`, so the datasets work in DataLoader worker processes. A file
 that cannot be used is never fatal: its item is None (dropped by `collate_skipping`) and the skip is counted by reason
-in a `SkipStats`. `check_data` decodes every file once before training, so bad files show up before GPU time is spent.
+in a `SkipStats`. So is a caption a tokenizer cannot take (see `caption_problem`): the datasets check each caption as
+they read it, so that nothing downstream meets one. `check_data` decodes every file once before training, so bad
+files show up before GPU time is spent.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import json
 import logging
 import math
 import os
+import re
 import tarfile
 import zlib
 from dataclasses import dataclass, field
@@ -51,6 +54,8 @@ _TIME_TOLERANCE = 1e-6
 # The last target timestamp must fall strictly inside the video (before its end, where no frame is shown any more);
 # a millisecond is below any real frame interval and above the rounding of container durations.
 _END_MARGIN = 1e-3
+# Control characters (Unicode category Cc) other than tab and line breaks, which are whitespace to a tokenizer.
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
 
 @dataclass
@@ -130,18 +135,19 @@ def load_manifests(manifests: str | list[str]) -> list[dict]:
     file (one `{"path": ..., "caption": ...}` object per line) or a folder (every `*.csv` and `*.jsonl` directly in
     it, in name order). Relative paths are resolved against the manifest file's folder.
 
-    Returns `[{"path": absolute path, "caption": str}, ...]` in manifest order. Raises `ManifestError` for a malformed
-    manifest and `FileNotFoundError` for a missing one. The listed files are not opened here: a missing one is skipped
-    (and counted) when it is loaded.
+    Returns `[{"path": absolute path, "caption": caption, "source": "MANIFEST, line N"}, ...]` in manifest order.
+    Raises `ManifestError` for a malformed manifest and `FileNotFoundError` for a missing one. The listed files are
+    not opened here and the captions are not checked: a missing file or a caption that cannot be used (a JSONL
+    caption may be any JSON value) is skipped, and counted, when the datasets load the entry.
     """
     entries = []
     for manifest in [manifests] if isinstance(manifests, (str, os.PathLike)) else manifests:
         for path in _manifest_files(os.fspath(manifest)):
             read = _read_csv if path.lower().endswith(".csv") else _read_jsonl
             folder = os.path.dirname(os.path.abspath(path))
-            for file_path, caption in read(path):
+            for file_path, caption, line in read(path):
                 resolved = os.path.normpath(os.path.join(folder, os.path.expanduser(file_path)))
-                entries.append({"path": resolved, "caption": caption})
+                entries.append({"path": resolved, "caption": caption, "source": f"{path}, line {line}"})
     return entries
 
 
@@ -158,7 +164,7 @@ def _manifest_files(manifest: str) -> list[str]:
     return [manifest]
 
 
-def _read_csv(path: str) -> Iterator[tuple[str, str]]:
+def _read_csv(path: str) -> Iterator[tuple[str, str, int]]:
     with open(path, "rb") as file:
         data = file.read()
     try:
@@ -183,12 +189,12 @@ def _read_csv(path: str) -> Iterator[tuple[str, str]]:
                 raise ManifestError(f"{where}: expected {len(header)} fields like the header, found {len(row)}.")
             if not row[path_column].strip():
                 raise ManifestError(f"{where}: the path is empty.")
-            yield row[path_column].strip(), row[caption_column]
+            yield row[path_column].strip(), row[caption_column], reader.line_num
     except csv.Error as error:
         raise ManifestError(f"{path}, line {reader.line_num}: malformed CSV ({error}).") from None
 
 
-def _read_jsonl(path: str) -> Iterator[tuple[str, str]]:
+def _read_jsonl(path: str) -> Iterator[tuple[str, object, int]]:
     with open(path, "rb") as file:
         for number, raw in enumerate(file, start=1):
             where = f"{path}, line {number}"
@@ -204,12 +210,36 @@ def _read_jsonl(path: str) -> Iterator[tuple[str, str]]:
                 raise ManifestError(f"{where}: invalid JSON ({error.msg} at column {error.colno}).") from None
             if not isinstance(record, dict):
                 raise ManifestError(f"{where}: expected a JSON object with \"path\" and \"caption\".")
-            file_path, caption = record.get("path"), record.get("caption")
+            file_path = record.get("path")
             if not isinstance(file_path, str) or not file_path.strip():
                 raise ManifestError(f"{where}: \"path\" is missing, empty or not a string.")
-            if not isinstance(caption, str):
-                raise ManifestError(f"{where}: \"caption\" is missing or not a string.")
-            yield file_path.strip(), caption
+            if "caption" not in record:
+                raise ManifestError(f"{where}: \"caption\" is missing.")
+            yield file_path.strip(), record["caption"], number
+
+
+def caption_problem(caption: object) -> str | None:
+    """Why a caption cannot be given to a tokenizer, or None if it can: not a string, not encodable as UTF-8 (a lone
+    surrogate, which JSON's \\ud800 escapes can produce), or holding control characters other than tab and line
+    breaks."""
+    if not isinstance(caption, str):
+        return f"not a string but {type(caption).__name__}"
+    try:
+        caption.encode("utf-8")
+    except UnicodeEncodeError as error:
+        return f"not encodable as UTF-8 ({error.reason} at character {error.start})"
+    if control := _CONTROL.search(caption):
+        return f"control character U+{ord(control.group()):04X} at character {control.start()}"
+    return None
+
+
+def _caption_or_skip(stats: SkipStats, entry: dict) -> str | None:
+    """The entry's caption, or None with the skip recorded under "bad caption", named by its manifest line."""
+    problem = caption_problem(entry["caption"])
+    if problem is not None:
+        _record_skip(stats, entry["source"], "bad caption", problem)
+        return None
+    return entry["caption"]
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -385,8 +415,9 @@ class VideoClipDataset(Dataset):
     """Captioned videos from manifests (see `load_manifests`); each item is one clip sampled by timestamp.
 
     Item i is `{"pixel_values": (num_frames, 3, height, width) float32 in [-1, 1], "caption": str, "path": str}`, or
-    None when the file is skipped; the skip is recorded in `stats` under one of the reasons "missing",
-    "unreadable", "no video stream", "no timestamps", "too short", "truncated".
+    None when the sample is skipped; the skip is recorded in `stats` under one of the reasons "missing",
+    "unreadable", "no video stream", "no timestamps", "too short", "truncated", or "bad caption" (see
+    `caption_problem`; its example is the manifest's file and line).
 
     The clip's frames are at `fps`, spanning (num_frames - 1) / fps seconds; its start is uniform among the starts
     that keep the clip inside the video, drawn from a generator seeded with (`seed`, epoch, i), so a run is
@@ -407,7 +438,7 @@ class VideoClipDataset(Dataset):
         _check_size(height, width)
         self.entries = load_manifests(manifests)
         if not self.entries:
-            raise ValueError(f"The manifests {manifests} list no videos.")
+            raise ManifestError(f"The manifests {manifests} list no videos.")
         self.num_frames, self.fps, self.height, self.width = num_frames, fps, height, width
         self.stats = stats if stats is not None else SkipStats()
         self.seed, self.epoch = seed, 0
@@ -426,23 +457,27 @@ class VideoClipDataset(Dataset):
 
     def _load(self, i: int, position: float) -> dict | None:
         entry = self.entries[i]
+        caption = _caption_or_skip(self.stats, entry)
+        if caption is None:
+            return None
         load = partial(_decode_clip, entry["path"], self.num_frames, self.fps, self.height, self.width, position)
         pixels = _load_or_skip(self.stats, entry["path"], load)
-        return None if pixels is None else {"pixel_values": pixels, "caption": entry["caption"], "path": entry["path"]}
+        return None if pixels is None else {"pixel_values": pixels, "caption": caption, "path": entry["path"]}
 
 
 class ImageTextDataset(Dataset):
     """Captioned images from manifests (see `load_manifests`), for the image half of joint training.
 
     Item i is `{"pixel_values": (1, 3, height, width) float32 in [-1, 1], "caption": str, "path": str}` (an image is a
-    one-frame video), or None when the file is skipped ("missing", "unreadable"), recorded in `stats`.
+    one-frame video), or None when the sample is skipped ("missing", "unreadable", "bad caption"), recorded in
+    `stats`.
     """
 
     def __init__(self, manifests: str | list[str], height: int, width: int, stats: SkipStats | None = None):
         _check_size(height, width)
         self.entries = load_manifests(manifests)
         if not self.entries:
-            raise ValueError(f"The manifests {manifests} list no images.")
+            raise ManifestError(f"The manifests {manifests} list no images.")
         self.height, self.width = height, width
         self.stats = stats if stats is not None else SkipStats()
 
@@ -451,9 +486,12 @@ class ImageTextDataset(Dataset):
 
     def __getitem__(self, i: int) -> dict | None:
         entry = self.entries[i]
+        caption = _caption_or_skip(self.stats, entry)
+        if caption is None:
+            return None
         load = partial(_decode_image, entry["path"], self.height, self.width)
         pixels = _load_or_skip(self.stats, entry["path"], load)
-        return None if pixels is None else {"pixel_values": pixels, "caption": entry["caption"], "path": entry["path"]}
+        return None if pixels is None else {"pixel_values": pixels, "caption": caption, "path": entry["path"]}
 
 
 def _rank_and_world_size() -> tuple[int, int]:
@@ -491,12 +529,13 @@ class TarShardDataset(IterableDataset):
 
     Yields the same dicts as `VideoClipDataset` / `ImageTextDataset` ("path" is "SHARD#KEY"). Shards are shuffled
     with (`seed`, epoch), the same on every rank, then dealt out across distributed ranks (torch.distributed, when
-    initialised, or `rank` of `world_size` readers) and DataLoader workers. With fewer shards than ranks x workers, everyone reads every shard and keeps
-    every n-th sample instead. Ranks may get different numbers of samples: train a fixed number of steps.
+    initialised, or `rank` of `world_size` readers) and DataLoader workers. With fewer shards than ranks x workers,
+    everyone reads every shard and keeps every n-th sample instead. Ranks may get different numbers of samples: train
+    a fixed number of steps.
 
     Bad samples are skipped and recorded in `stats`: the video or image reasons, "no video" / "no image", "no
-    caption", "unreadable caption", and per shard "missing" or "unreadable shard" (a damaged or truncated tar; the
-    samples read before the damage are kept).
+    caption", "unreadable caption" (not UTF-8), "bad caption" (see `caption_problem`), and per shard "missing" or
+    "unreadable shard" (a damaged or truncated tar; the samples read before the damage are kept).
     """
 
     def __init__(
@@ -584,6 +623,10 @@ class TarShardDataset(IterableDataset):
             caption = members["txt"].decode("utf-8").strip()
         except UnicodeDecodeError as error:
             _record_skip(self.stats, path, "unreadable caption", str(error))
+            return None
+        problem = caption_problem(caption)
+        if problem is not None:
+            _record_skip(self.stats, path, "bad caption", problem)
             return None
         if self.kind == "video":
             # The key, not the sample's position, seeds the clip start: positions depend on the shard split.

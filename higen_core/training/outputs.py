@@ -93,7 +93,19 @@ def append_log(log_path: Path, record: dict) -> None:
 
 
 def truncate_log(log_path: Path, step: int) -> None:
-    """On resume, drop the log lines of steps after the checkpoint: they are about to be trained again."""
-    if log_path.is_file():
-        lines = [line for line in log_path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
-        log_path.write_text("".join(line + "\n" for line in lines))
+    """Keep the log lines of steps up to `step`, the one a run (re)starts from: the later ones are about to be
+    trained again. A line cut short by a run killed while writing it is dropped too. The log is replaced in one
+    move, so a run killed now keeps the old one."""
+    if not log_path.is_file():
+        return
+    kept = []
+    for line in log_path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict) and isinstance(record.get("step"), int) and record["step"] <= step:
+            kept.append(line + "\n")
+    tmp = log_path.with_name(log_path.name + ".tmp")
+    tmp.write_text("".join(kept))
+    tmp.replace(log_path)

@@ -4,14 +4,15 @@ whose position (epoch, batches taken) says exactly where it is."""
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
-from .config import TrainConfig, TrainingError
-from .data import ImageTextDataset, SkipStats, TarShardDataset, VideoClipDataset
+from .config import ConfigError, TrainConfig, TrainingError
+from .data import ImageTextDataset, ManifestError, SkipStats, TarShardDataset, VideoClipDataset
 from .objective import KINDS
 
 
@@ -27,17 +28,29 @@ def resolve_data(config: TrainConfig) -> dict[str, dict[str, list[str]]]:
     return data
 
 
+@contextmanager
+def manifest_errors(field: str):
+    """A manifest that cannot be read (malformed, missing, listing nothing) as a ConfigError of the field naming it."""
+    try:
+        yield
+    except (ManifestError, FileNotFoundError) as error:
+        raise ConfigError(field, str(error)) from None
+
+
 def build_dataset(kind: str, sources: dict[str, list[str]], config: TrainConfig, stats: SkipStats,
                   share: tuple[int, int] | None = None) -> Dataset:
-    """`share`: (index, count) of this process among those reading this kind's shards (default: all processes)."""
+    """`share`: (index, count) of this process among those reading this kind's shards (default: all processes).
+    Reads the manifests: a bad one raises ConfigError."""
     frames, size = config.num_frames, (config.height, config.width)
     if sources["shards"]:
         rank, world_size = share if share is not None else (None, None)
-        return TarShardDataset(sources["shards"], kind, frames, config.fps, *size, stats=stats, seed=config.seed,
-                               rank=rank, world_size=world_size)
-    if kind == "video":
-        return VideoClipDataset(sources["manifests"], frames, config.fps, *size, stats=stats, seed=config.seed)
-    return ImageTextDataset(sources["manifests"], *size, stats=stats)
+        with manifest_errors(f"{kind}_shards"):
+            return TarShardDataset(sources["shards"], kind, frames, config.fps, *size, stats=stats, seed=config.seed,
+                                   rank=rank, world_size=world_size)
+    with manifest_errors(f"{kind}_data"):
+        if kind == "video":
+            return VideoClipDataset(sources["manifests"], frames, config.fps, *size, stats=stats, seed=config.seed)
+        return ImageTextDataset(sources["manifests"], *size, stats=stats)
 
 
 class BatchStream:

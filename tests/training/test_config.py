@@ -59,12 +59,72 @@ def test_help_documents_every_field():
         (["--video-data", "/no/such/manifest.jsonl", "--image-fraction", "0"], "video_data"),
         (["--sample-motion-factor", "-1"], "sample_motion_factor"),
         (["--resume", "/no/such/checkpoint"], "resume"),
+        # Numbers are finite; negative ones, also in scientific notation, are values for the range checks.
+        (["--learning-rate", "inf"], "learning_rate"),
+        (["--learning-rate", "-1e-4"], "learning_rate"),
+        (["--adam-epsilon", "inf"], "adam_epsilon"),
+        (["--adam-epsilon", "-1E-8"], "adam_epsilon"),
+        (["--fps", "inf"], "fps"),
+        (["--fps", "nan"], "fps"),
+        (["--image-fraction", "nan"], "image_fraction"),
+        (["--sample-motion-factor", "-inf"], "sample_motion_factor"),
+        (["--seed", "-1"], "seed"),
+        (["--seed", "1099511627776"], "seed"),
+        (["--seed", "4294967296"], "seed"),
+        # Model sources that are paths must exist (a hub id is looked up when it loads).
+        (["--init-from", "/nonexistent"], "init_from"),
+        (["--init-from", "nonexistent.json"], "init_from"),
+        (["--vae", "/nonexistent"], "vae"),
+        (["--text-encoder", "./nonexistent"], "text_encoder"),
+        (["--tokenizer", "~/nonexistent"], "tokenizer"),
+        (["--appearance-model", "/nonexistent"], "appearance_model"),
+        (["--appearance-model", "tests/nonexistent"], "appearance_model"),  # an existing parent folder
+        (["--appearance-model", "not a hub id"], "appearance_model"),
+        # Flags: exact names only, and each takes its value.
+        (["--learning-rat", "1e-4"], "--learning-rat"),
+        (["--learning-rate"], "learning_rate"),
+        (["--seed", "1.5"], "seed"),
     ],
 )
 def test_invalid_field_fails_naming_it(flags, field):
     with pytest.raises(ConfigError) as error:
         parse_args(DATA + flags)
     assert error.value.field == field and str(error.value).startswith(f"{field}:")
+
+
+def test_numbers_in_range_are_read_whatever_their_notation():
+    config, _ = parse_args(DATA + ["--sample-motion-factor", "-0", "--learning-rate", "1E-3", "--seed", "4294967295",
+                                   "--adam-epsilon=1e-10", "--weight-decay", ".5e-2"])
+    assert (config.sample_motion_factor, config.learning_rate, config.seed) == (0.0, 1e-3, 2**32 - 1)
+    assert (config.adam_epsilon, config.weight_decay) == (1e-10, 5e-3)
+    # A hub id with no such folder here is left for the loader; an existing folder is taken as one.
+    config, _ = parse_args(DATA + ["--appearance-model", "facebook/dinov2-small", "--vae", str(TINY_DATA)])
+    assert config.appearance_model == "facebook/dinov2-small"
+
+
+def test_messages_name_the_problem():
+    def message(flags):
+        with pytest.raises(ConfigError) as error:
+            parse_args(flags)
+        return str(error.value)
+
+    assert message(DATA + ["--learning-rate", "inf"]) == "learning_rate: must be a finite number; got inf."
+    assert message(DATA + ["--learning-rate", "-1e-4"]) == "learning_rate: must be positive; got -0.0001."
+    assert message(DATA + ["--learning-rat", "1e-4"]) == "--learning-rat: unknown flag; did you mean --learning-rate?"
+    assert message(DATA + ["--init-from", "/nonexistent"]) == "init_from: no such folder: /nonexistent."
+    # A missing manifest is reported for its own field, before the other kind's absence.
+    assert message(["--video-data", "/nonexistent/videos.jsonl"]) == (
+        "video_data: not found: /nonexistent/videos.jsonl.")
+
+
+def test_config_file_syntax_error_names_file_and_line(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("num_frames: 8\nvideo_data: [a, b\nheight: 16\n")
+    with pytest.raises(ConfigError, match=f"^config: {path}, line [34]: not valid YAML"):
+        parse_args(["--config", str(path)])
+    path.write_text('{"num_frames": 8,, }')
+    with pytest.raises(ConfigError, match=f"^config: {path}, line 1: not valid YAML"):
+        parse_args(["--config", str(path)])
 
 
 def test_unknown_field_in_a_file_suggests_the_closest(tmp_path):
@@ -78,6 +138,45 @@ def test_unknown_field_in_a_file_suggests_the_closest(tmp_path):
 def test_main_reports_a_bad_field_and_exits_2(capsys):
     assert main(DATA + ["--max-train-steps", "0"]) == 2
     assert "max_train_steps: must be at least 1" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "flags, error",
+    [
+        (["--learning-rate", "-1e-4"], "error: learning_rate: must be positive"),
+        (["--learning-rat", "1e-4"], "error: --learning-rat: unknown flag; did you mean --learning-rate?"),
+        (["--learning-rate"], "error: learning_rate: expected one argument"),
+        (["--seed", "-1"], "error: seed: must be 0 to 2**32 - 1"),
+        (["--init-from", "/nonexistent"], "error: init_from: no such folder: /nonexistent"),
+        (["--config", "{yaml}"], "error: config: {yaml}, line 2: not valid YAML"),
+        (["--video-data", "{bad_manifest}"], "error: video_data: {bad_manifest}, line 2: invalid JSON"),
+        (["--image-data", "{keyless_manifest}"], 'error: image_data: {keyless_manifest}, line 1: "caption" is missing'),
+        (["--image-data", "{empty_manifest}"], "error: image_data: The manifests"),
+        (["--output-dir", "{file}/run"], "error: output_dir: cannot create or write {file}/run"),
+    ],
+)
+def test_main_reports_every_bad_input_before_any_model_loads(tmp_path, monkeypatch, capsys, flags, error):
+    # Each is refused in the process that would train, before the first model loads and without a traceback.
+    import higen_core.train
+
+    def no_models(config):
+        raise AssertionError("a model was loaded")
+
+    monkeypatch.setattr(higen_core.train, "load_components", no_models)
+    names = {"yaml": tmp_path / "run.yaml", "bad_manifest": tmp_path / "bad.jsonl",
+             "keyless_manifest": tmp_path / "keyless.jsonl", "empty_manifest": tmp_path / "empty.jsonl",
+             "file": tmp_path / "file"}
+    names["yaml"].write_text("num_frames: 8\n  height: 16\n")
+    names["bad_manifest"].write_text('{"path": "a.mp4", "caption": "fine"}\nnot json\n')
+    names["keyless_manifest"].write_text('{"path": "a.png", "text": "no caption key"}\n')
+    names["empty_manifest"].write_text("\n")
+    names["file"].write_text("a file, not a folder")
+    flags = [flag.format(**names) for flag in flags]
+    argv = ["--config", str(TINY), "--video-data", str(TINY_DATA), "--image-data", str(TINY_DATA),
+            "--output-dir", str(tmp_path / "out"), "--progress-bar", "false"] + flags
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(error.format(**names)) and "Traceback" not in err, err
 
 
 def test_tiny_config_is_valid_from_the_repository_root(monkeypatch):

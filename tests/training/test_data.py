@@ -122,10 +122,11 @@ def test_manifests_csv_jsonl_folder_relative_paths(tmp_path):
     (folder / "a.csv").write_text('id,path,caption,score\n1,clips/a.mp4,"a cat, sleeping",0.9\n\n2,/abs/b.mp4,,0.1\n')
     (folder / "b.jsonl").write_text('{"path": "../c.png", "caption": "a dog", "extra": 1}\n\n')
     (folder / "notes.txt").write_text("ignored")
+    csv, jsonl = folder / "a.csv", folder / "b.jsonl"
     expected = [
-        {"path": str(folder / "clips" / "a.mp4"), "caption": "a cat, sleeping"},
-        {"path": "/abs/b.mp4", "caption": ""},
-        {"path": str(tmp_path / "c.png"), "caption": "a dog"},
+        {"path": str(folder / "clips" / "a.mp4"), "caption": "a cat, sleeping", "source": f"{csv}, line 2"},
+        {"path": "/abs/b.mp4", "caption": "", "source": f"{csv}, line 4"},
+        {"path": str(tmp_path / "c.png"), "caption": "a dog", "source": f"{jsonl}, line 1"},
     ]
     assert load_manifests(str(folder)) == expected
     assert load_manifests([str(folder / "b.jsonl"), str(folder / "a.csv")]) == expected[2:] + expected[:2]
@@ -140,7 +141,7 @@ def test_manifests_csv_jsonl_folder_relative_paths(tmp_path):
         ("m.jsonl", '{"path": "a.mp4", "caption": "x"}\n{"path": "b.mp4", \n', "m.jsonl, line 2: invalid JSON"),
         ("m.jsonl", '["a.mp4", "x"]\n', "m.jsonl, line 1: expected a JSON object"),
         ("m.jsonl", '{"caption": "x"}\n', 'm.jsonl, line 1: "path" is missing'),
-        ("m.jsonl", '{"path": "a.mp4", "caption": null}\n', 'm.jsonl, line 1: "caption" is missing or not a string'),
+        ("m.jsonl", '{"path": "a.mp4"}\n', 'm.jsonl, line 1: "caption" is missing'),
         ("m.txt", "a.mp4\n", "must be a .csv file, a .jsonl file or a folder"),
     ],
 )
@@ -158,6 +159,46 @@ def test_missing_and_empty_manifests(tmp_path):
     (tmp_path / "m.csv").write_bytes(b"path,caption\na.mp4,ok\nb.mp4,caf\xe9\n")
     with pytest.raises(ManifestError, match="m.csv, line 3: not UTF-8"):
         load_manifests(str(tmp_path / "m.csv"))
+
+
+# Written to the JSONL as json.dumps writes them: a lone surrogate becomes the escape \ud800, which json.loads reads
+# back as a str that no tokenizer (nor UTF-8) takes.
+BAD_CAPTIONS = ["lone \ud800 surrogate", "a bell\x07", "nul\x00", None, 42, ["a", "list"], "C1 \x85 control"]
+
+
+def test_caption_problem_names_what_a_tokenizer_cannot_take():
+    for caption in BAD_CAPTIONS:
+        assert data.caption_problem(caption) is not None, caption
+    for caption in ["", "a red circle", "café, 猫 and 🐈", "two\tcolumns\nand lines\r\n"]:
+        assert data.caption_problem(caption) is None, caption
+
+
+def test_bad_captions_are_skipped_and_named_by_manifest_line(tmp_path, media):
+    manifest = tmp_path / "m.jsonl"
+    captions = {i + 1: caption for i, caption in enumerate(BAD_CAPTIONS)}
+    write_manifest(manifest, [media["good"]] * (len(BAD_CAPTIONS) + 1), captions)
+    assert "\\ud800" in manifest.read_text()
+    stats = SkipStats()
+    videos = VideoClipDataset(str(manifest), 4, 4, 16, 16, stats)
+    items = [videos[i] for i in range(len(videos))]
+    assert items[0]["caption"] == "caption 0" and items[1:] == [None] * len(BAD_CAPTIONS)
+    assert stats.counts == {"bad caption": len(BAD_CAPTIONS)}
+    assert stats.examples["bad caption"] == [f"{manifest}, line {n}" for n in range(2, 7)]  # MAX_EXAMPLES of them
+    # Images, CSV manifests (control characters only: a CSV is read as UTF-8 text) and every epoch alike.
+    csv_manifest = tmp_path / "m.csv"
+    csv_manifest.write_text(f'path,caption\n{media["png"]},fine\n{media["png"]},"ding\x07"\n')
+    stats = SkipStats()
+    images = ImageTextDataset(str(csv_manifest), 16, 16, stats)
+    assert images[0]["caption"] == "fine" and images[1] is None and images[1] is None
+    assert stats.counts == {"bad caption": 2} and stats.examples["bad caption"] == [f"{csv_manifest}, line 3"]
+
+
+def test_check_data_names_bad_captions(tmp_path, media):
+    manifest = write_manifest(tmp_path / "v.jsonl", [media["good"]] * 3, {1: "lone \ud800 surrogate", 2: 7})
+    for num_workers in (0, 2):
+        report = check_data(manifest, None, 8, 8, 16, 16, num_workers=num_workers)
+        assert report["videos"] == 1 and report["skipped"].counts == {"bad caption": 2}
+        assert f"bad caption: 2 (e.g. {manifest}, line 2, {manifest}, line 3)" in report["skipped"].summary()
 
 
 def test_video_clip_shape_range_and_reproducibility(tmp_path, media):
@@ -292,7 +333,8 @@ def shards(media, tmp_path_factory):
         build_shard(root / "a.tar", [("000.mp4", good), ("000.txt", b"clip zero\n"), ("001.png", png),
                                      ("001.txt", b"an image"), ("002.mp4", good), ("002.txt", b"clip two")]),
         build_shard(root / "b.tar", [("003.mp4", b"garbage"), ("003.txt", b"broken"), ("004.mp4", good),
-                                     ("005.mp4", good), ("005.txt", b"clip five")]),
+                                     ("005.mp4", good), ("005.txt", b"clip five"), ("006.mp4", good),
+                                     ("006.txt", b"escape \x1b[31m")]),
     ]
 
 
@@ -302,8 +344,9 @@ def test_tar_shards_group_members_and_skip_bad_samples(shards):
     items = list(videos)
     assert sorted(item["caption"] for item in items) == ["clip five", "clip two", "clip zero"]
     assert all(item["pixel_values"].shape == (4, 3, 16, 16) for item in items)
-    assert stats.counts == {"no video": 1, "unreadable": 1, "no caption": 1}
+    assert stats.counts == {"no video": 1, "unreadable": 1, "no caption": 1, "bad caption": 1}
     assert stats.examples["no caption"] == [f"{shards[1]}#004"]
+    assert stats.examples["bad caption"] == [f"{shards[1]}#006"]
     images = list(TarShardDataset(shards[0], "image", None, None, 16, 16))
     assert [(item["caption"], item["pixel_values"].shape) for item in images] == [("an image", (1, 3, 16, 16))]
 

@@ -28,6 +28,7 @@ from higen_core.training.checkpoint import latest_checkpoint, read_state
 from higen_core.training.config import TrainConfig
 from higen_core.training.data import VideoClipDataset, collate_skipping
 from higen_core.training.latents import encode_pixels, encode_text, higen_conditions, sample_latents
+from higen_core.training.lock import LOCK_FILE, OutputLock
 from higen_core.training.models import load_components, tiny_appearance_model
 from higen_core.training.objective import (assign_roles, diffusion_loss, model_inputs, process_kinds,
                                            scale_gradients_by_kind, step_kind)
@@ -109,6 +110,7 @@ def test_end_to_end_writes_checkpoints_log_samples_and_a_loadable_pipeline(tmp_p
     assert [r["kind"] for r in records] == ["video", "video", "video", "image"]  # 1 step in 4 takes images
     assert read_mp4_metadata(out / "samples" / "step-000004-0.mp4")["step"] == 4
     assert (out / "samples" / "step-000004-0.gif").is_file()
+    assert not (out / LOCK_FILE).exists()  # released: the folder is free for the next run
 
     pipe = HiGenPipeline.from_pretrained(out / "final")
     assert pipe.unet.config.num_frames == 8 and tuple(pipe.unet.config.sample_size) == (8, 8)
@@ -267,6 +269,122 @@ def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path, data):
     checkpoint = latest_checkpoint(out)
     assert checkpoint is not None and read_state(checkpoint)["step"] >= 2
     assert not list((out / "checkpoints").glob("tmp-*"))
+
+
+def logged_steps(out: Path) -> list[int]:
+    return [json.loads(line)["step"] for line in (out / "logs" / "train_log.jsonl").read_text().splitlines()]
+
+
+def test_a_second_run_into_a_folder_in_use_is_refused_before_anything_loads(tmp_path, monkeypatch, capsys):
+    def no_models(config):
+        raise AssertionError("a model was loaded")
+
+    monkeypatch.setattr(train_module, "load_components", no_models)
+    out = tmp_path / "run"
+    holder = OutputLock.take(out)  # another run's, as far as the flock is concerned: a lock of its own
+    try:
+        assert main(run_args(out)) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: output_dir: {out} is in use by pid {os.getpid()} on ") and "Traceback" not in err
+        assert err.rstrip().endswith("wait for it, stop it, or choose another --output-dir.")
+        assert sorted(p.name for p in out.iterdir()) == [LOCK_FILE]  # nothing of the refused run's
+        assert json.loads((out / LOCK_FILE).read_text())["pid"] == os.getpid()
+    finally:
+        holder.release()
+    assert not (out / LOCK_FILE).exists()
+    OutputLock.take(out).release()  # free again
+
+
+def test_a_killed_runs_lock_is_free_even_while_its_forked_children_live(tmp_path):
+    # A DataLoader worker forked by the run shares the lock's file; the lock must still end with the run.
+    out = tmp_path / "run"
+    code = ("import os, sys, time\nfrom higen_core.training.lock import OutputLock\n"
+            f"lock = OutputLock.take({str(out)!r})\nchild = os.fork()\n"
+            "if child == 0:\n    time.sleep(60)\n    os._exit(0)\n"
+            "print(child, flush=True)\ntime.sleep(60)\n")
+    process = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stdout=subprocess.PIPE, text=True,
+                               env={**os.environ, "PYTHONPATH": str(REPO)})
+    child = int(process.stdout.readline())
+    try:
+        with pytest.raises(ValueError, match=f"is in use by pid {process.pid} "):
+            OutputLock.take(out)
+        process.kill()
+        process.wait(timeout=60)
+        os.kill(child, 0)  # the child is alive...
+        OutputLock.take(out).release()  # ...and the lock is free
+    finally:
+        process.kill()
+        os.kill(child, signal.SIGKILL)
+
+
+def test_a_fresh_start_trims_the_log_of_a_run_killed_before_its_first_checkpoint(tmp_path):
+    out = tmp_path / "run"
+    (out / "logs").mkdir(parents=True)
+    # Steps 1-3 of a killed run, the last line cut short by the kill.
+    lines = [json.dumps({"step": step, "loss": 1.0}) for step in (1, 2, 3)]
+    (out / "logs" / "train_log.jsonl").write_text("\n".join(lines) + '\n{"step": 4, "lo')
+    assert main(run_args(out, max_train_steps=2, resume="latest")) == 0
+    assert logged_steps(out) == [1, 2]
+
+
+def test_bad_captions_are_skipped_while_training_and_named_by_check_data(tmp_path, data, capsys):
+    # One character a tokenizer cannot take would otherwise stop the run at its batch, and a resume at the same one.
+    folder = tmp_path / "data"
+    folder.mkdir()
+    videos = [{"path": str(data / f"clip{i}.mp4"), "caption": f"square {i} moves right"} for i in range(4)]
+    videos[2]["caption"] = "lone \ud800 surrogate"
+    images = [{"path": str(data / f"image{i}.png"), "caption": f"a square at {i}"} for i in range(4)]
+    images[1]["caption"] = "bell \x07"
+    for name, entries in (("videos.jsonl", videos), ("images.jsonl", images)):
+        (folder / name).write_text("".join(json.dumps(e) + "\n" for e in entries))
+    assert "\\ud800" in (folder / "videos.jsonl").read_text()
+    out = tmp_path / "run"
+    assert main(run_args(out, folder, max_train_steps=4)) == 0  # every video and image is read at least once
+    skips = json.loads((out / "logs" / "data_skips.json").read_text())
+    assert set(skips["counts"]) == {"bad caption"} and skips["counts"]["bad caption"] >= 2
+    assert set(skips["examples"]["bad caption"]) == {f"{folder / 'videos.jsonl'}, line 3",
+                                                     f"{folder / 'images.jsonl'}, line 2"}
+    assert main(["--check-data", *run_args(out, folder)]) == 0
+    report = capsys.readouterr().out
+    assert "videos usable: 3" in report and "images usable: 3" in report
+    assert f"bad caption: 2 (e.g. {folder / 'videos.jsonl'}, line 3, {folder / 'images.jsonl'}, line 2)" in report
+
+
+def test_kill_9_then_resume_matches_an_uninterrupted_run(tmp_path, monkeypatch):
+    # The tiny config as committed, from the repository's root, in a process killed outright after its first
+    # checkpoint: it releases nothing, and leaves its run.lock and log lines past the checkpoint behind.
+    monkeypatch.chdir(REPO)
+    steps = 8
+
+    def argv(out):
+        return ["--config", "higen_core/configs/train-tiny.yaml", "--output-dir", str(out), "--max-train-steps",
+                str(steps), "--checkpointing-steps", "2", "--sample-every", "0", "--progress-bar", "false"]
+
+    killed = tmp_path / "killed"
+    process = subprocess.Popen([sys.executable, "-m", "higen_core.train", *argv(killed)], cwd=REPO,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               env={**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"})
+    deadline = time.time() + 120
+    while not list(killed.glob("checkpoints/step-*/complete")):
+        assert process.poll() is None, process.stdout.read()
+        assert time.time() < deadline, "no checkpoint within 120 s"
+        time.sleep(0.02)
+    process.kill()
+    process.communicate(timeout=60)
+    assert process.returncode == -signal.SIGKILL
+    assert (killed / LOCK_FILE).is_file()  # left behind, unlocked
+    assert read_state(latest_checkpoint(killed))["step"] < steps, "the run ended before it could be killed"
+
+    assert main([*argv(killed), "--resume", "latest"]) == 0  # takes the stale lock over
+    straight = tmp_path / "straight"
+    assert main(argv(straight)) == 0
+    for path in (FINAL_UNET, Path(f"checkpoints/step-{steps:06d}/model.safetensors")):
+        a, b = load_file(straight / path), load_file(killed / path)
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), path
+    assert logged_steps(killed) == logged_steps(straight) == list(range(1, steps + 1))
+    loss = lambda run: [json.loads(line)["loss"] for line in (run / "logs/train_log.jsonl").read_text().splitlines()]
+    assert loss(killed) == loss(straight)
+    assert not (killed / LOCK_FILE).exists()
 
 
 def test_bad_files_are_skipped_and_counted(tmp_path, data, capsys):
