@@ -4,14 +4,22 @@
     python app.py                                   # the bundled demo model (or the tiny one) on this machine
     python app.py --model path/to/higen-t2v         # a converted pipeline folder (or a hub id)
     python app.py --enable-training --workspace ws  # with the Train tab
+
+Reachable by others (on a Space, with --share, or on a --host other than loopback such as 0.0.0.0), the studio
+offers no way to load another model, and trains only on a non-loopback --host with --auth or --auth-file (never on
+a Space or with --share). Outputs live as long as the server: SIGTERM and Ctrl-C remove them.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from pathlib import Path
+
+from studio import StudioError
+from studio.access import ModelSources, is_loopback, parse_auth
 
 TINY = "tiny"
 # The shapes-world model committed beside this file: what `python app.py` runs offline.
@@ -42,23 +50,47 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--model", default=default_model(),
                         help="pipeline folder, hub id or \"tiny\" (default: $HIGEN_MODEL, else assets/shapes-model "
                              "beside app.py if present, else the untrained tiny model)")
-    parser.add_argument("--host", help="address to listen on (default: 127.0.0.1, or Gradio's setting on a Space)")
+    parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME"),
+                        help="address to listen on (default: $GRADIO_SERVER_NAME, else 127.0.0.1); any address "
+                             "but loopback makes the studio public: no model loading, no training without --auth")
     parser.add_argument("--port", type=int, help="port (default: 7860 or the next free one)")
     parser.add_argument("--share", action="store_true", help="also serve through a public Gradio share link")
     parser.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
     parser.add_argument("--dtype", help="float16, bfloat16 or float32 (default: float16 on a GPU, else float32)")
     parser.add_argument("--cpu-threads", type=positive_int, metavar="N",
                         help="threads of torch's CPU work (default: one per two cores)")
-    parser.add_argument("--enable-training", action="store_true", help="show the Train tab (local use only)")
+    parser.add_argument("--enable-training", action="store_true",
+                        help="show the Train tab: on loopback, or on another --host with --auth/--auth-file; never "
+                             "on a Space or with --share")
+    parser.add_argument("--auth", metavar="USER:PASSWORD", help="ask every visitor for this login")
+    parser.add_argument("--auth-file", metavar="FILE", help="ask every visitor for a login, one USER:PASSWORD a line")
+    parser.add_argument("--allow-models", nargs="+", metavar="DIR_OR_HUB_ID",
+                        help="what the Model panel may load besides \"tiny\": folders (and what is inside them) "
+                             "and hub ids (default: the folder of --model and the cache dir); local use only")
     parser.add_argument("--workspace", default="workspace", help="the Train tab's folder (default: ./workspace)")
     parser.add_argument("--cache-dir", help="where converted VGen checkpoints are kept (default: "
                                             "~/.cache/higen-studio or $HIGEN_STUDIO_CACHE)")
     parser.add_argument("--queue-size", type=int, default=16, help="jobs that may wait in line (default: 16)")
     args = parser.parse_args(argv)
     args.on_spaces = bool(os.environ.get("SPACE_ID"))
+    args.public = args.on_spaces or args.share or not is_loopback(args.host)
+    try:
+        args.auth = parse_auth(args.auth, args.auth_file)
+    except StudioError as e:
+        parser.error(str(e))
     if args.enable_training and (args.on_spaces or args.share):
         parser.error("--enable-training starts programs on this machine: it is refused on a Space and with --share.")
+    if args.enable_training and args.public and not args.auth:
+        parser.error(f"--enable-training starts programs on this machine: on --host {args.host}, which others can "
+                     f"reach, it is refused without --auth or --auth-file.")
+    if args.allow_models and args.public:
+        parser.error("--allow-models is for local use: a studio others can reach loads no other model.")
     return args
+
+
+def stop_on_sigterm(signum, frame):
+    """SIGTERM ends the server as Ctrl-C does: main's `finally` removes the sessions' outputs on the way out."""
+    raise SystemExit(0)
 
 
 def main(argv=None) -> int:
@@ -68,14 +100,14 @@ def main(argv=None) -> int:
     except ImportError:
         pass
     from higen_core import set_cpu_threads
-    from studio import StudioError
     from studio.model import StudioModel
     from studio.sessions import SessionStore
     from studio.ui import CSS, create_demo
 
     set_cpu_threads(args.cpu_threads)
     try:
-        model = StudioModel.load(args.model, args.device, args.dtype, args.cache_dir)
+        sources = ModelSources.from_entries(args.allow_models) if args.allow_models else None
+        model = StudioModel.load(args.model, args.device, args.dtype, args.cache_dir, sources=sources)
     except StudioError as e:
         print(f"app.py: error: {e}", file=sys.stderr)
         return 2
@@ -87,8 +119,14 @@ def main(argv=None) -> int:
     store = SessionStore()
     store.start_reaper()
     demo = create_demo(model, store, queue_size=args.queue_size, on_spaces=args.on_spaces,
-                       allow_model_loading=not (args.on_spaces or args.share), training=training)
-    demo.launch(server_name=args.host, server_port=args.port, share=args.share, max_file_size="20mb", css=CSS)
+                       allow_model_loading=not args.public, training=training)
+    signal.signal(signal.SIGTERM, stop_on_sigterm)
+    try:
+        demo.launch(server_name=args.host, server_port=args.port, share=args.share, auth=args.auth,
+                    max_file_size="20mb", css=CSS)
+    finally:
+        demo.close()  # the server's shutdown also removes Gradio's copies of the outputs (its cache)
+        store.close()
     return 0
 
 

@@ -6,6 +6,8 @@
     studio.ui.create_demo       the Blocks app; it takes a StudioModel and imports no torch
     studio.train_tab            the optional training tab (`python app.py --enable-training`)
     studio.events               what both tabs' events share: queue settings and the StudioError-to-page wrapper
+    studio.inputs               the checks every value from the page or an API client passes (text, numbers, flags)
+    studio.access               who may reach what: public deployments, the models "Load model" may read, logins
 
 What the controls start at (γm and its range, γa, guidance, steps), the videos' frame rate and the examples shown are
 what the loaded model recommends: its `pipe.settings`, recorded in its folder's model_index.json.

@@ -21,15 +21,17 @@ QUICK_EVENT = {"queue": False, "api_visibility": "private"}
 
 
 def user_errors(fn):
-    """Handlers raise StudioError with text meant for the person at the keyboard: show it as a Gradio error."""
+    """Handlers raise StudioError with text meant for the person at the keyboard: show it as a Gradio error, without
+    a traceback in the server's log (it is the person's mistake, not the server's). A job stopped on request changes
+    nothing on the page: Stop itself says so, calmly."""
 
     @functools.wraps(fn)  # Gradio reads the signature (gr.Progress, gr.SelectData, gr.Request) through this
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except JobStopped as e:
-            raise gr.Error(str(e), title="Stopped") from None
+        except JobStopped:
+            return gr.skip()
         except StudioError as e:
-            raise gr.Error(str(e)) from None
+            raise gr.Error(str(e), print_exception=False) from None
 
     return wrapper

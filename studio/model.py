@@ -15,8 +15,10 @@ import hashlib
 import os
 import secrets
 import shutil
+import sys
 import threading
 import time
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,8 +27,10 @@ import torch
 
 from higen_core import HiGenPipeline, HiGenSettings, PipelineLoadError, load_pipeline, video_io
 from higen_core.loading import TINY, resolve_device, resolve_dtype
+from higen_core.settings import MAX_MOTION_FACTOR
 
-from . import JobStopped, StudioError
+from . import JobStopped, StudioError, inputs
+from .access import ModelSources
 from .sessions import PriorRecord, Session, StopFlag, VideoRecord, new_id
 
 DEFAULT_CACHE_DIR = Path(os.environ.get("HIGEN_STUDIO_CACHE", Path.home() / ".cache" / "higen-studio"))
@@ -34,6 +38,7 @@ MAX_SEED = 2**31 - 1  # what a browser's number input and every generator take
 MAX_CANDIDATES = 4
 MAX_MOTION_PROMPTS = 4
 MAX_STEPS = 200  # an API caller could otherwise hold the GPU for hours
+MAX_GUIDANCE = 100.0  # the most a model folder may recommend (higen_core.settings)
 MAX_UPLOAD_BYTES = 20 * 2**20
 MAX_UPLOAD_PIXELS = 40_000_000
 UPLOAD_FORMATS = {"PNG": "PNG", "JPEG": "JPEG", "WEBP": "WebP", "BMP": "BMP"}
@@ -58,6 +63,31 @@ class PriorBatch:
 class AnimateResult:
     videos: list[VideoRecord]
     seed: int  # every video of the batch starts from this seed's noise, so they differ only by their prompt
+
+
+@dataclass
+class PriorRequest:
+    """Step 1's values, checked, with the model's defaults filled in and the seed picked."""
+
+    prompt: str
+    negative_prompt: str
+    seeds: list[int]  # one per candidate
+    steps: int
+    guidance: float
+
+
+@dataclass
+class AnimateRequest:
+    """Step 2's values, checked, with the model's defaults filled in and the seed picked."""
+
+    prior: PriorRecord
+    prompts: list[str]
+    motion_factor: float
+    appearance_factor: float
+    num_frames: int
+    steps: int
+    guidance: float
+    seed: int
 
 
 def zero_gpu(job, duration):
@@ -91,14 +121,13 @@ def _load_pipeline(source: str, device: torch.device, dtype: torch.dtype) -> HiG
         raise StudioError(str(e)) from None
 
 
-def convert_vgen_cached(checkpoint: str, base: str, cache_dir: Path) -> Path:
+def convert_vgen_cached(checkpoint: str | Path, base: str, cache_dir: Path) -> Path:
     """The released VGen checkpoint + an SD 2.x base, converted into a pipeline folder once and then reused: the
-    folder name is keyed by the checkpoint's path, size and time and by the base."""
+    folder name is keyed by the checkpoint's path, size and time and by the base. Both are the caller's to check
+    (`ModelSources`): this reads them."""
     ckpt = Path(checkpoint).expanduser().resolve()
     if not ckpt.is_file():
-        raise StudioError(f"{checkpoint}: no such checkpoint file.")
-    if not base.strip():
-        raise StudioError("Give the base model (an SD 2.x folder or hub id) to take the text encoder and VAE from.")
+        raise StudioError("Give the VGen checkpoint as a file.")
     stat = ckpt.stat()
     key = hashlib.sha256(f"{ckpt}|{stat.st_size}|{stat.st_mtime_ns}|{base}".encode()).hexdigest()[:16]
     out = cache_dir / f"vgen-{ckpt.stem}-{key}"
@@ -114,15 +143,23 @@ def convert_vgen_cached(checkpoint: str, base: str, cache_dir: Path) -> Path:
         convert_to_pipeline(str(ckpt), base, str(partial))
     except Exception as e:
         shutil.rmtree(partial, ignore_errors=True)
-        raise StudioError(f"Could not convert {checkpoint} with base {base}: {type(e).__name__}: {e}") from e
+        # The details (paths, library messages) go to the operator's log, not to the page.
+        traceback.print_exc(file=sys.stderr)
+        raise StudioError(f"Could not convert the checkpoint with that base ({type(e).__name__}); the server's log "
+                          f"has the details.") from None
     os.replace(partial, out)
     return out
 
 
 def parse_motion_prompts(value) -> list[str]:
-    """One prompt per line of a string, or a list of strings (e.g. a Dataframe column); blank ones dropped."""
-    lines = value.splitlines() if isinstance(value, str) else list(value or [])
-    return [str(line).strip() for line in lines if str(line).strip()]
+    """One prompt per line of a string, or a list of strings (e.g. a Dataframe column); blank ones dropped. Each
+    line is checked like a prompt."""
+    if isinstance(value, (list, tuple)):
+        lines = list(value)
+    else:
+        lines = inputs.text(value, inputs.MOTION_TEXT, inputs.MAX_MOTION_TEXT_CHARS).splitlines()
+    prompts = [inputs.text(line, "A motion prompt") for line in lines]
+    return [prompt for prompt in prompts if prompt]
 
 
 def validate_image(path) -> PIL.Image.Image:
@@ -146,15 +183,6 @@ def validate_image(path) -> PIL.Image.Image:
                           f"{', '.join(UPLOAD_FORMATS.values())}.") from None
 
 
-def _int(value, name: str, low: int, high: int) -> int:
-    """Sliders and API clients send 4.0 for 4; anything else out of range is the caller's mistake."""
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-        raise StudioError(f"{name} must be a whole number from {low} to {high}; got {value!r}.")
-    return value
-
-
 def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
@@ -163,10 +191,13 @@ class StudioModel:
     """A loaded HiGenPipeline, its device and dtype, and the studio's handlers."""
 
     def __init__(self, pipe: HiGenPipeline, name: str, device: torch.device | str = "cpu",
-                 dtype: torch.dtype = torch.float32, is_tiny: bool = False, cache_dir: str | Path | None = None):
+                 dtype: torch.dtype = torch.float32, is_tiny: bool = False, cache_dir: str | Path | None = None,
+                 sources: ModelSources | None = None):
+        """`sources`: what "Load model" may read (default: the folder `name`, if it is one, and `cache_dir`)."""
         # One GPU job at a time, even if two callers get past the queue (tests, example caching, a model load).
         self._lock = threading.Lock()
         self.cache_dir = Path(cache_dir) if cache_dir else DEFAULT_CACHE_DIR
+        self.sources = sources or ModelSources.default(name, self.cache_dir)
         self._install(pipe, name, torch.device(device), dtype, is_tiny)
         self._prior_on_gpu = zero_gpu(self._prior_job, prior_gpu_seconds)
         self._animate_on_gpu = zero_gpu(self._animate_job, animate_gpu_seconds)
@@ -174,7 +205,7 @@ class StudioModel:
 
     @classmethod
     def load(cls, source: str, device: str | None = None, dtype: str | None = None,
-             cache_dir: str | Path | None = None) -> StudioModel:
+             cache_dir: str | Path | None = None, sources: ModelSources | None = None) -> StudioModel:
         """`source`: a pipeline folder, a hub id or "tiny". `device` (default: cuda if available) and `dtype` (default:
         float16 on a GPU, float32 on the CPU) as `higen_core.load_pipeline` takes them."""
         try:
@@ -183,7 +214,8 @@ class StudioModel:
         except PipelineLoadError as e:
             raise StudioError(str(e)) from None
         pipe = _load_pipeline(source, torch_device, torch_dtype)
-        return cls(pipe, source, torch_device, torch_dtype, is_tiny=source == TINY, cache_dir=cache_dir)
+        return cls(pipe, source, torch_device, torch_dtype, is_tiny=source == TINY, cache_dir=cache_dir,
+                   sources=sources)
 
     def _install(self, pipe: HiGenPipeline, name: str, device: torch.device, dtype: torch.dtype, is_tiny: bool):
         pipe.set_progress_bar_config(disable=True)  # the UI shows progress; tqdm would only fill the server log
@@ -254,6 +286,10 @@ class StudioModel:
         return {"max_seed": MAX_SEED, "max_candidates": MAX_CANDIDATES, "max_motion_prompts": MAX_MOTION_PROMPTS,
                 "max_steps": MAX_STEPS}
 
+    def unknown_words(self, *texts: str) -> list[str]:
+        """The words of `texts` that the model's declared vocabulary lacks, once each ([] when it declares none)."""
+        return list(dict.fromkeys(word for text in texts for word in self.settings.unknown_words(text)))
+
     def describe(self) -> dict:
         return {"model": self.name, "device": str(self.device), "dtype": str(self.dtype).removeprefix("torch."),
                 "offload": self.offload, "tiny": self.is_tiny}
@@ -261,13 +297,20 @@ class StudioModel:
     # ------------------------------------------------------------------------------------------------------------
     # Model panel
     def load_other(self, source: str = "", vgen_checkpoint: str = "", base: str = "") -> dict:
-        """Replace the pipeline in place (the UI keeps its reference to this object): from a folder or hub id, or
-        from the released VGen checkpoint + base, converted once into the cache folder."""
-        source, vgen_checkpoint, base = (source or "").strip(), (vgen_checkpoint or "").strip(), (base or "").strip()
+        """Replace the pipeline in place (the UI keeps its reference to this object): from "tiny" or what
+        `self.sources` allows, or from the released VGen checkpoint + base, converted once into the cache folder."""
+        source = inputs.text(source, "The pipeline folder", multiline=False)
+        vgen_checkpoint = inputs.text(vgen_checkpoint, "The VGen checkpoint", multiline=False)
+        base = inputs.text(base, "The base model", multiline=False)
         if vgen_checkpoint:
-            source = str(convert_vgen_cached(vgen_checkpoint, base, self.cache_dir))
-        elif not source:
-            raise StudioError("Give a pipeline folder or hub id, or a VGen checkpoint and its base.")
+            if not base:
+                raise StudioError("Give the base model (an SD 2.x folder) to take the text encoder and VAE from.")
+            checkpoint = self.sources.checkpoint(vgen_checkpoint)
+            source = str(convert_vgen_cached(checkpoint, self.sources.base(base), self.cache_dir))
+        elif source:
+            source = self.sources.pipeline(source)
+        else:
+            raise StudioError("Give a pipeline folder, or a VGen checkpoint and its base.")
         # Loaded on the CPU: it moves to the device once the old model has left it.
         pipe = _load_pipeline(source, torch.device("cpu"), self.dtype)
         with self._lock:
@@ -280,6 +323,7 @@ class StudioModel:
 
     def set_offload(self, enabled: bool) -> dict:
         """Model CPU offload: each component visits the GPU only while it runs (slower, much less memory)."""
+        enabled = inputs.flag(enabled, "CPU offload")
         with self._lock:
             if bool(enabled) != self.offload:
                 if self.device.type != "cuda":
@@ -370,13 +414,34 @@ class StudioModel:
     # Handlers
     @staticmethod
     def pick_seed(seed, randomize: bool) -> int:
-        if randomize or seed is None:
+        """`seed` as given, or a random one when `randomize` is set or `seed` is None."""
+        if inputs.flag(randomize, "Randomize seed") or seed is None:
             return secrets.randbelow(MAX_SEED + 1)
-        return _int(seed, "Seed", 0, MAX_SEED)
+        return inputs.whole_number(seed, "Seed", 0, MAX_SEED)
+
+    def _steps(self, steps) -> int:
+        return inputs.whole_number(self.default_steps if steps is None else steps, "Steps", 1, MAX_STEPS)
+
+    def _guidance(self, guidance) -> float:
+        return inputs.number(self.default_guidance if guidance is None else guidance, "Guidance", 0, MAX_GUIDANCE)
 
     def _settings(self, kind: str, record_id: str, **values) -> dict:
         return {"studio": "HiGen Studio", "kind": kind, "id": record_id, "model": self.name, **values,
                 "created": _now()}
+
+    def check_prior_request(self, prompt, negative_prompt="", seed=0, randomize_seed=False, steps=None,
+                            guidance=None, num_candidates=1) -> PriorRequest:
+        """Step 1's values checked, before any GPU time is spent on them; StudioError names the first bad one."""
+        prompt = inputs.text(prompt, "The prompt")
+        if not prompt:
+            raise StudioError("Enter a prompt for the spatial prior.")
+        negative_prompt = inputs.text(negative_prompt, "The negative prompt")
+        count = inputs.whole_number(num_candidates, "Candidates", 1, MAX_CANDIDATES)
+        steps = self._steps(steps)
+        guidance = self._guidance(guidance)
+        seed = self.pick_seed(seed, randomize_seed)
+        return PriorRequest(prompt, negative_prompt, [(seed + k) % (MAX_SEED + 1) for k in range(count)], steps,
+                            guidance)
 
     def generate_prior(self, session: Session, prompt: str, negative_prompt: str = "", seed=0,
                        randomize_seed: bool = False, steps=None, guidance=None, num_candidates=1,
@@ -384,16 +449,10 @@ class StudioModel:
         """Step 1: `num_candidates` spatial priors for `prompt` in one batch (candidate k from seed + k). The first
         becomes the current prior; `choose_prior` picks another. `steps` or `guidance` None: the model's
         `default_steps` or `default_guidance`."""
-        prompt = (prompt or "").strip()
-        if not prompt:
-            raise StudioError("Enter a prompt for the spatial prior.")
-        negative_prompt = (negative_prompt or "").strip()
-        steps = _int(self.default_steps if steps is None else steps, "Steps", 1, MAX_STEPS)
-        count = _int(num_candidates, "Candidates", 1, MAX_CANDIDATES)
-        seed = self.pick_seed(seed, randomize_seed)
-        seeds = [(seed + k) % (MAX_SEED + 1) for k in range(count)]
-        guidance = self.default_guidance if guidance is None else guidance
-        latents, images = self._run(self._prior_on_gpu, prompt, negative_prompt, seeds, steps, guidance,
+        request = self.check_prior_request(prompt, negative_prompt, seed, randomize_seed, steps, guidance,
+                                           num_candidates)
+        prompt, negative_prompt, seeds, steps = request.prompt, request.negative_prompt, request.seeds, request.steps
+        latents, images = self._run(self._prior_on_gpu, prompt, negative_prompt, seeds, steps, request.guidance,
                                     session.stop, progress, stop=session.stop)
 
         priors = []
@@ -401,11 +460,12 @@ class StudioModel:
             prior_id = new_id()
             settings = self._settings(
                 "prior", prior_id, source="generated", prompt=prompt, negative_prompt=negative_prompt,
-                seed=seeds[k], num_inference_steps=steps, guidance_scale=guidance, candidate=k, candidates=count)
+                seed=seeds[k], num_inference_steps=steps, guidance_scale=request.guidance, candidate=k,
+                candidates=len(seeds))
             priors.append(self._save_prior(session, prior_id, image, settings, latent[None].clone()))
         session.candidates = [prior.id for prior in priors]
         session.make_current(priors[0].id, remember=False)
-        return PriorBatch(priors, seed)
+        return PriorBatch(priors, seeds[0])
 
     def _save_prior(self, session: Session, prior_id: str, image, settings: dict, latents) -> PriorRecord:
         path = session.folder / f"prior-{prior_id}.png"
@@ -424,6 +484,7 @@ class StudioModel:
     def choose_prior(self, session: Session, image_path, prompt: str = "") -> PriorRecord:
         """Make a gallery image the current prior: one of this session's priors by its file name, or else (e.g. a
         cached example's picture) the image itself, encoded like an upload."""
+        prompt = inputs.text(prompt, "The prompt")
         prior_id = self.prior_id_from_path(image_path)
         if prior_id in session.priors:
             return session.make_current(prior_id)
@@ -432,13 +493,40 @@ class StudioModel:
     def use_image(self, session: Session, path, prompt: str = "", source: str = "upload") -> PriorRecord:
         """"Use my own image": a validated image, centre-cropped to the model's size and encoded by the VAE, becomes
         the current prior. `prompt` (optional) is its default motion prompt."""
+        prompt = inputs.text(prompt, "The prompt")
         image = validate_image(path)
         latents, preview = self._run(self._encode_on_gpu, image)
         prior_id = new_id()
-        settings = self._settings("prior", prior_id, source=source, file=Path(str(path)).name,
-                                  prompt=(prompt or "").strip(), negative_prompt="")
+        settings = self._settings("prior", prior_id, source=source, file=Path(str(path)).name, prompt=prompt,
+                                  negative_prompt="")
         prior = self._save_prior(session, prior_id, preview, settings, latents)
         return session.make_current(prior.id)
+
+    def check_animate_request(self, session: Session, motion_prompts, motion_factor=None, appearance_factor=None,
+                              num_frames=None, steps=None, guidance=None, seed=0,
+                              randomize_seed: bool = False) -> AnimateRequest:
+        """Step 2's values checked, and the session's prior, before any GPU time is spent on them."""
+        prompts = parse_motion_prompts(motion_prompts)
+        if len(prompts) > MAX_MOTION_PROMPTS:
+            raise StudioError(f"At most {MAX_MOTION_PROMPTS} motion prompts at once; got {len(prompts)}.")
+        motion_factor = inputs.number(self.default_motion_factor if motion_factor is None else motion_factor,
+                                      "Motion factor γm", 0, MAX_MOTION_FACTOR)
+        appearance_factor = inputs.number(
+            self.default_appearance_factor if appearance_factor is None else appearance_factor,
+            "Appearance factor γa", 0, 1)
+        num_frames = inputs.whole_number(self.num_frames if num_frames is None else num_frames, "Frames", 2,
+                                         self.max_frames)
+        steps = self._steps(steps)
+        guidance = self._guidance(guidance)
+        seed = self.pick_seed(seed, randomize_seed)
+        prior = session.current_prior
+        if prior is None:
+            raise StudioError("There is no spatial prior yet: generate one in step 1 (and click the candidate you "
+                              "like) or upload an image.")
+        prompts = prompts or ([prior.prompt] if prior.prompt else [])
+        if not prompts:
+            raise StudioError("Enter at least one motion prompt (one per line).")
+        return AnimateRequest(prior, prompts, motion_factor, appearance_factor, num_frames, steps, guidance, seed)
 
     def animate(self, session: Session, motion_prompts, motion_factor=None, appearance_factor=None,
                 num_frames=None, steps=None, guidance=None, seed=0, randomize_seed: bool = False,
@@ -447,21 +535,10 @@ class StudioModel:
         in one batch. The prior is reused as it is: no spatial reasoning runs again. None for a factor, the frames,
         the steps or the guidance: the model's default (`default_motion_factor`, `num_frames`, ...). The videos play
         at the model's `fps`."""
-        prior = session.current_prior
-        if prior is None:
-            raise StudioError("There is no spatial prior yet: generate one in step 1 (and click the candidate you "
-                              "like) or upload an image.")
-        prompts = parse_motion_prompts(motion_prompts) or ([prior.prompt] if prior.prompt else [])
-        if not prompts:
-            raise StudioError("Enter at least one motion prompt (one per line).")
-        if len(prompts) > MAX_MOTION_PROMPTS:
-            raise StudioError(f"At most {MAX_MOTION_PROMPTS} motion prompts at once; got {len(prompts)}.")
-        num_frames = _int(num_frames if num_frames is not None else self.num_frames, "Frames", 2, self.max_frames)
-        steps = _int(self.default_steps if steps is None else steps, "Steps", 1, MAX_STEPS)
-        seed = self.pick_seed(seed, randomize_seed)
-        motion_factor = self.default_motion_factor if motion_factor is None else motion_factor
-        appearance_factor = self.default_appearance_factor if appearance_factor is None else appearance_factor
-        guidance = self.default_guidance if guidance is None else guidance
+        r = self.check_animate_request(session, motion_prompts, motion_factor, appearance_factor, num_frames, steps,
+                                       guidance, seed, randomize_seed)
+        prior, prompts, motion_factor, appearance_factor = r.prior, r.prompts, r.motion_factor, r.appearance_factor
+        num_frames, steps, guidance, seed = r.num_frames, r.steps, r.guidance, r.seed
         fps = self.fps
         negative_prompt = prior.settings.get("negative_prompt", "")
         videos = self._run(self._animate_on_gpu, prior.latents, prompts, negative_prompt, motion_factor,
@@ -494,7 +571,7 @@ class StudioModel:
     def remix(self, session: Session, record_id: str) -> tuple[str, dict]:
         """"Send back to inputs": ("prior", step-1 values) or ("video", step-2 values) of a history item; a video's
         prior becomes the current prior again, so that it can be animated anew."""
-        record = session.find(record_id)
+        record = session.find(record_id) if isinstance(record_id, str) else None
         if record is None:
             raise StudioError("That history item is gone (the session was reset): pick another one.")
         s = record.settings

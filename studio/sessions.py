@@ -3,6 +3,10 @@
 its history and its stop flag. A page refresh finds the same session again; a session whose last page closed is
 deleted, folder and all, after a grace period.
 
+Outputs live only as long as the server: a store that made its own root folder removes it when it closes (app.py
+closes it on Ctrl-C and SIGTERM, and at exit), and a new store removes the roots that servers killed outright left
+behind (each root holds the pid of the server that made it).
+
 Torch-free on purpose: a prior's latents are stored here as an opaque object that only studio.model touches.
 """
 
@@ -12,6 +16,7 @@ import atexit
 import os
 import secrets
 import shutil
+import socket
 import tempfile
 import threading
 import time
@@ -25,6 +30,8 @@ UNLOAD_GRACE_S = 600
 # API clients (gradio_client) never send an unload, so their sessions end after this long without a job.
 MAX_IDLE_S = 24 * 3600
 REAP_INTERVAL_S = 60
+ROOT_PREFIX = "higen-studio-"
+OWNER_FILE = "server.pid"  # "<pid> <host name>" of the server whose store made the root
 
 
 def new_id() -> str:
@@ -96,6 +103,7 @@ class Session:
     history: list[PriorRecord | VideoRecord] = field(default_factory=list)  # oldest first
     last_videos: list[VideoRecord] = field(default_factory=list)
     clients: set[str] = field(default_factory=set)  # open pages (Gradio session hashes) showing this session
+    busy: bool = False  # a job of this session was accepted and has not ended or been stopped
     released_at: float | None = None  # when its last page closed
     last_seen: float = field(default_factory=time.time)
 
@@ -127,14 +135,45 @@ class Session:
         return next((item for item in self.history if item.id == record_id), None)
 
 
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def remove_stale_roots(parent: str | Path) -> list[Path]:
+    """Remove the store roots under `parent` whose server, on this host, is no longer running (it was killed before
+    it could remove its root). Roots without an owner file, or made on another host sharing the folder, are left
+    alone."""
+    removed = []
+    host = socket.gethostname()
+    for root in Path(parent).glob(f"{ROOT_PREFIX}*"):
+        try:
+            pid_text, _, owner_host = (root / OWNER_FILE).read_text().partition(" ")
+            pid = int(pid_text)
+        except (OSError, ValueError):
+            continue
+        if owner_host.strip() == host and pid != os.getpid() and not _process_exists(pid):
+            shutil.rmtree(root, ignore_errors=True)
+            removed.append(root)
+    return removed
+
+
 class SessionStore:
-    """All sessions of one server, each with a folder under `root` (a fresh temp folder unless given; it is removed
-    at exit when the store made it)."""
+    """All sessions of one server, each with a folder under `root`. Unless `root` is given, the store makes a fresh
+    temp folder, after removing those of servers that were killed, and removes it when it closes or at exit."""
 
     def __init__(self, root: str | Path | None = None, unload_grace_s: float = UNLOAD_GRACE_S,
                  max_idle_s: float = MAX_IDLE_S):
+        self.owns_root = root is None
         if root is None:
-            root = tempfile.mkdtemp(prefix="higen-studio-")
+            remove_stale_roots(tempfile.gettempdir())
+            root = tempfile.mkdtemp(prefix=ROOT_PREFIX)
+            (Path(root) / OWNER_FILE).write_text(f"{os.getpid()} {socket.gethostname()}")
             atexit.register(shutil.rmtree, root, ignore_errors=True)
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
@@ -221,7 +260,10 @@ class SessionStore:
         self._reaper.start()
 
     def close(self) -> None:
-        """Stop the reaper and delete every session (the server is shutting down)."""
+        """Stop the reaper and delete every session, and the root if the store made it (the server is shutting
+        down)."""
         self._closed.set()
         for sid in list(self._sessions):
             self.delete(sid)
+        if self.owns_root:
+            shutil.rmtree(self.root, ignore_errors=True)

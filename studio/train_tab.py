@@ -3,6 +3,8 @@
 
 Only with `python app.py --enable-training` (never on a Space or with --share: it starts programs on the server).
 Everything it reads or writes is under the workspace; a path that resolves elsewhere (symlinks followed) is refused.
+The command is built from the trainer's typed fields: a scalar goes as the one argument `--field=value` and a list
+item as one argument after its flag (an item may not start with "-"), so that no value is ever read as a flag.
 The run is started in its own session, so it goes on when the tab or the browser closes; Stop sends it SIGTERM,
 on which the trainer saves a checkpoint and exits.
 """
@@ -21,7 +23,7 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
-from . import StudioError
+from . import StudioError, inputs
 from .events import QUICK_EVENT, UI_EVENT, user_errors
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -30,10 +32,18 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 FORM_FIELDS = ("init_from", "video_data", "image_data", "max_train_steps", "learning_rate", "batch_size",
                "num_frames", "height", "width", "checkpointing_steps", "sample_every", "mixed_precision", "use_ema",
                "seed")
-# Fields naming files the trainer reads or writes: they must stay inside the workspace too.
-PATH_FIELDS = {"video_data", "image_data", "video_shards", "image_shards", "cache_dir"}
-# Given by the form itself, not as free fields.
-RESERVED_FIELDS = {"config", "output_dir", "resume"}
+# Fields naming files the trainer reads: each item must resolve inside the workspace.
+PATH_FIELDS = {"video_data", "image_data", "video_shards", "image_shards"}
+# Fields naming models: "tiny" (the seeded test components) or a file or folder inside the workspace.
+MODEL_FIELDS = {"init_from", "vae", "text_encoder", "tokenizer", "appearance_model"}
+# Not free fields: why each is refused there.
+RESERVED_FIELDS = {
+    "config": "the form's config file sets it",
+    "output_dir": "the form's output folder sets it",
+    "resume": "the form's resume box sets it",
+    "cache_dir": "the latent cache stays in the output folder",
+}
+MAX_FIELD_CHARS = 4096
 CONSOLE_LOG = "console.log"
 LOG_TAIL_CHARS = 20_000
 
@@ -47,6 +57,9 @@ def trainer_fields() -> dict[str, object]:
 
 def _is_list_field(name: str) -> bool:
     return str(trainer_fields()[name].type).startswith("list")
+
+
+FieldValues = dict[str, "str | list[str]"]  # a list field's items, or a scalar field's one value
 
 
 class TrainingWorkspace:
@@ -64,7 +77,7 @@ class TrainingWorkspace:
     # Paths
     def resolve(self, path: str | Path, what: str = "path", must_exist: bool = False) -> Path:
         """`path` (relative to the workspace, or absolute) with symlinks resolved; refused unless inside it."""
-        text = str(path).strip()
+        text = inputs.text(str(path) if isinstance(path, Path) else path, f"The {what}", multiline=False)
         if not text:
             raise StudioError(f"Give the {what}.")
         resolved = (self.root / Path(text).expanduser()).resolve()
@@ -81,43 +94,71 @@ class TrainingWorkspace:
 
     # ------------------------------------------------------------------------------------------------------------
     # The command
-    def parse_fields(self, form: dict[str, str], more: str) -> dict[str, str]:
-        """Form values and "field: value" lines -> {field: value}; blanks are left to the config file / defaults."""
+    def parse_fields(self, form: dict[str, str], more: str) -> FieldValues:
+        """The form's fields and the "name: value" lines of `more` -> {field: value}; blanks are left to the config
+        file / defaults. A list field takes one item per line: the form's box has a line per item, and in `more`
+        the field's line is repeated."""
         known = trainer_fields()
-        values = {name: str(value).strip() for name, value in form.items() if str(value or "").strip()}
-        for line in (more or "").splitlines():
+        values: FieldValues = {}
+
+        def add(name: str, value: str, where: str) -> None:
+            if name in RESERVED_FIELDS:
+                raise StudioError(f"{name} is not a free field: {RESERVED_FIELDS[name]}.")
+            if name not in known:
+                raise StudioError(f"{name} is not a field of the trainer (python -m higen_core.train --help).")
+            if _is_list_field(name):
+                values.setdefault(name, []).append(value)
+            elif name in values:
+                raise StudioError(f"{name} is given twice ({where}): give it once.")
+            else:
+                values[name] = value
+
+        for name, raw in form.items():
+            text = inputs.text(raw, f"The field {name}", MAX_FIELD_CHARS)
+            lines = text.splitlines()
+            if len(lines) > 1 and not _is_list_field(name):
+                raise StudioError(f"The field {name} takes one value, on one line.")
+            for line in filter(None, (line.strip() for line in lines)):
+                add(name, line, "in the form")
+        for line in inputs.text(more, "More fields", 50 * MAX_FIELD_CHARS).splitlines():
             if not line.strip():
                 continue
             name, sep, value = line.partition(":") if ":" in line else line.partition("=")
             name = name.strip().replace("-", "_")
-            if not sep or not re.fullmatch(r"[a-z_][a-z0-9_]*", name):
+            if not sep or not re.fullmatch(r"[a-z_][a-z0-9_]*", name) or not value.strip():
                 raise StudioError(f"“{line.strip()}”: write one field per line as name: value.")
-            values[name] = value.strip()
-        for name in values:
-            if name in RESERVED_FIELDS:
-                raise StudioError(f"{name} is set by the form itself, not as a field.")
-            if name not in known:
-                raise StudioError(f"{name} is not a field of the trainer (python -m higen_core.train --help).")
+            add(name, value.strip(), "in More fields")
         return values
 
-    def _check_path_field(self, name: str, value: str) -> None:
-        items = shlex.split(value) if _is_list_field(name) else [value]
-        for item in items:
-            self.resolve(item, what=name)
+    def _checked_value(self, name: str, value: str) -> str:
+        """A field's value as the trainer gets it: a path field's item resolved inside the workspace, a model field's
+        "tiny" or resolved path; any other value as it is."""
+        if name in PATH_FIELDS:
+            return str(self.resolve(value, what=name, must_exist=True))
+        if name in MODEL_FIELDS:
+            return value if value == "tiny" else str(self.resolve(value, what=name, must_exist=True))
+        return value
 
-    def build_command(self, config: str, output_dir: str, fields: dict[str, str], resume: bool) -> list[str]:
+    def build_command(self, config: str, output_dir: str, fields: FieldValues, resume: bool) -> list[str]:
         """The exact argument list started (never a shell string)."""
         command = [*self.trainer]
-        if str(config or "").strip():
-            command += ["--config", str(self.resolve(config, "config file", must_exist=True))]
-        command += ["--output-dir", str(self.resolve(output_dir, "output folder"))]
+        config = inputs.text(config, "The config file", multiline=False)
+        if config:
+            command.append(f"--config={self.resolve(config, 'config file', must_exist=True)}")
+        command.append(f"--output-dir={self.resolve(output_dir, 'output folder')}")
         for name, value in fields.items():
-            if name in PATH_FIELDS or (name == "init_from" and Path(value).expanduser().exists()):
-                self._check_path_field(name, value)
             flag = f"--{name.replace('_', '-')}"
-            command += [flag, *shlex.split(value)] if _is_list_field(name) else [flag, value]
-        if resume:
-            command += ["--resume", "latest"]
+            if isinstance(value, list):
+                items = [self._checked_value(name, item) for item in value]
+                for item in items:
+                    if item.startswith("-"):
+                        raise StudioError(f"{name}: “{item}” starts with “-”, which the trainer would read as a "
+                                          f"flag: reword it.")
+                command += [flag, *items]
+            else:
+                command.append(f"{flag}={self._checked_value(name, value)}")
+        if inputs.flag(resume, "Resume"):
+            command.append("--resume=latest")
         return command
 
     # ------------------------------------------------------------------------------------------------------------
@@ -207,9 +248,12 @@ def build_train_tab(workspace: TrainingWorkspace) -> None:
             for name in FORM_FIELDS:
                 f = known[name]
                 default = f.default_factory() if callable(f.default_factory) else f.default
-                form[name] = gr.Textbox(label=name, placeholder=f"default: {default!r}", info=f.metadata["help"],
+                listed = _is_list_field(name)
+                form[name] = gr.Textbox(label=f"{name} (one per line)" if listed else name, lines=2 if listed else 1,
+                                        placeholder=f"default: {default!r}", info=f.metadata["help"],
                                         min_width=220, elem_id=f"train-field-{name}")
-        more = gr.Textbox(label="More fields, one per line as name: value", lines=3, elem_id="train-more")
+        more = gr.Textbox(label="More fields, one per line as name: value (a list field: its line once per item)",
+                          lines=3, elem_id="train-more")
     command_view = gr.Code(label="Command", language="shell", interactive=False, elem_id="train-command")
     with gr.Row():
         start = gr.Button("Start training", variant="primary", elem_id="train-start")
@@ -222,7 +266,7 @@ def build_train_tab(workspace: TrainingWorkspace) -> None:
     log = gr.Textbox(label="Log", lines=14, max_lines=14, autoscroll=True, interactive=False, elem_id="train-log")
     timer = gr.Timer(2.0)
 
-    inputs = [config, output_dir, resume, more, *form.values()]
+    controls = [config, output_dir, resume, more, *form.values()]
 
     def command_from(config_value, output_value, resume_value, more_value, *field_values):
         fields = workspace.parse_fields(dict(zip(form, field_values)), more_value)
@@ -255,7 +299,7 @@ def build_train_tab(workspace: TrainingWorkspace) -> None:
             workspace.log_tail(folder)
 
     command_view.value = show_command(None, output_dir.value, False, "", *[""] * len(form))
-    gr.on([c.change for c in inputs], show_command, inputs, command_view, **QUICK_EVENT)
-    start.click(start_run, inputs, status, **UI_EVENT)
+    gr.on([c.change for c in controls], show_command, controls, command_view, **QUICK_EVENT)
+    start.click(start_run, controls, status, **UI_EVENT)
     stop.click(stop_run, None, status, **UI_EVENT)
     timer.tick(refresh, [output_dir], [status, loss, checkpoints, log], **QUICK_EVENT)

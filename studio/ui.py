@@ -9,16 +9,21 @@ The app is built in three parts: one builder per panel, each returning its compo
 adapt component values to the model's methods; and `wire_events`, the one place where components meet handlers.
 Every GPU event shares one concurrency id with a limit of 1 (studio.events.GPU_EVENT), so spatial reasoning,
 temporal reasoning, image encoding and model loading never overlap, whoever asked for them.
+
+The page checks a job's values in an event of its own, without outputs, before the job joins the queue: a mistake
+shows one message and marks no field. The named endpoints take their values raw (`preprocess=False`) so that the
+model's checks, not Gradio's conversions, answer any JSON an API client sends.
 """
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import gradio as gr
 
-from . import StudioError
+from . import StudioError, inputs
 from .events import GPU_EVENT, QUICK_EVENT, UI_EVENT, user_errors
 from .sessions import PriorRecord, Session, SessionStore, VideoRecord
 from .train_tab import build_train_tab
@@ -39,6 +44,11 @@ TINY_BANNER = ("⚠️ **This is an untrained tiny model** with random weights: 
                "`python app.py --model DIR_OR_HUB_ID`.")
 # The prompt box's placeholder when the model declares no example prompts to take the first of.
 PROMPT_PLACEHOLDER = "what the picture shows"
+PRIOR_NOTE = ("The prior becomes the **middle frame** of every video: the motion runs from before it to after it.")
+STOPPED = "Stopped: the job ends at its next step and its partial result is discarded."
+NOTHING_TO_STOP = "Nothing is running: there was nothing to stop."
+# Stop goes through the queue, as only queued events bring gr.Info to the page; it never waits behind a job.
+STOP_EVENT = {"concurrency_id": "ui", "concurrency_limit": None}
 
 
 def queue_full_message(waiting: int, max_size: int | None) -> str | None:
@@ -91,10 +101,39 @@ def current_prior_image(session: Session):
     return gr.Image(value=str(prior.image_path), label=f"Current prior · {where}")
 
 
+def motion_text(value) -> str:
+    """Step 2's box as a handler of step 1 gets it, checked before the job: it comes back to the page."""
+    return inputs.text(value, inputs.MOTION_TEXT, inputs.MAX_MOTION_TEXT_CHARS)
+
+
 def default_motion_prompts(current_text: str, previous: PriorRecord | None, new: PriorRecord) -> str:
     """The new prior's prompt replaces the motion prompts unless the person has written their own."""
-    untouched = (current_text or "").strip() in ("", previous.prompt if previous else "")
+    untouched = current_text.strip() in ("", previous.prompt if previous else "")
     return new.prompt if untouched and new.prompt else current_text
+
+
+def unknown_words_message(words: list[str]) -> str | None:
+    return f"This model does not know: {', '.join(words)}. It runs anyway." if words else None
+
+
+def restored_inputs(session: Session) -> tuple[list, list]:
+    """Step 1's (prompt, negative prompt, seed, candidates, steps, guidance) from the session's newest batch of
+    priors and step 2's (motion prompts, γm, γa, frames, steps, guidance, seed) from its last videos; gr.skip() for a
+    step the session has not used yet."""
+    # A batch's first candidate carries the seed the batch was asked for (candidate k used seed + k).
+    made = [p for p in session.priors.values() if p.settings.get("source") == "generated"
+            and p.settings.get("candidate") == 0]
+    step1 = [gr.skip()] * 6
+    if made:
+        s = made[-1].settings
+        step1 = [s["prompt"], s["negative_prompt"], s["seed"], s["candidates"], s["num_inference_steps"],
+                 s["guidance_scale"]]
+    step2 = [gr.skip()] * 7
+    if session.last_videos:
+        s = session.last_videos[0].settings
+        step2 = ["\n".join(s["batch"]["motion_prompts"]), s["motion_factor"], s["appearance_factor"],
+                 s["num_frames"], s["num_inference_steps"], s["guidance_scale"], s["seed"]]
+    return step1, step2
 
 
 def model_markdown(info: dict) -> str:
@@ -162,14 +201,19 @@ class HistoryPanel:
 
 
 @dataclass
-class ModelPanel:
-    banner: gr.Markdown  # the header's tiny-model banner, which loading another model shows or hides
-    info: gr.Markdown
-    offload: gr.Checkbox
+class ModelLoading:
     source: gr.Textbox
     vgen_checkpoint: gr.Textbox
     vgen_base: gr.Textbox
     load: gr.Button
+
+
+@dataclass
+class ModelPanel:
+    banner: gr.Markdown  # the header's tiny-model banner, which loading another model shows or hides
+    info: gr.Markdown
+    offload: gr.Checkbox
+    loading: ModelLoading | None  # None where the operator's controls are not built (public deployments)
 
 
 def build_header(model) -> gr.Markdown:
@@ -199,7 +243,7 @@ def build_prior_panel(model, example_fn=None) -> PriorPanel:
         guidance = gr.Slider(0, 20, value=model.default_guidance, step=0.5, label="Guidance", elem_id="prior-guidance")
     generate = gr.Button("Generate prior", variant="primary", elem_id="prior-generate")
     gallery = gr.Gallery(label="Candidates: click one to animate it", columns=4, height=260, fit_columns=False,
-                         object_fit="contain", allow_preview=False, elem_id="prior-gallery")
+                         object_fit="contain", allow_preview=False, interactive=False, elem_id="prior-gallery")
     with gr.Accordion("Use my own image", open=False):
         upload = gr.File(label="Image (PNG, JPEG, WebP or BMP, up to 20 MB)", file_types=["image"],
                          elem_id="prior-upload")
@@ -216,7 +260,10 @@ def build_animate_panel(model) -> AnimatePanel:
     slot_count = limits["max_motion_prompts"]
     gr.Markdown("### 2 · Animate")
     with gr.Row(equal_height=False):
-        current = gr.Image(label="Current prior: none yet", interactive=False, height=220, elem_id="prior-current")
+        with gr.Column():
+            current = gr.Image(label="Current prior: none yet", interactive=False, height=220,
+                               elem_id="prior-current")
+            gr.Markdown(PRIOR_NOTE, elem_id="prior-note")
         with gr.Column():
             motion_prompts = gr.Textbox(label=f"Motion prompts: one per line, up to {slot_count}", lines=3,
                                         max_lines=slot_count, elem_id="motion-prompts",
@@ -271,7 +318,7 @@ def build_history_panel(selected: gr.State) -> HistoryPanel:
                 "while after you close the page.")
     with gr.Row(equal_height=False):
         gallery = gr.Gallery(label="History", columns=6, height=240, allow_preview=False, fit_columns=False,
-                             object_fit="contain", elem_id="history", scale=3)
+                             object_fit="contain", interactive=False, elem_id="history", scale=3)
         with gr.Column(scale=1):
             settings = gr.JSON(label="Settings of the selected item", elem_id="history-settings")
             remix = gr.Button("Send back to inputs", elem_id="history-remix")
@@ -279,18 +326,24 @@ def build_history_panel(selected: gr.State) -> HistoryPanel:
 
 
 def build_model_panel(model, banner: gr.Markdown, allow_model_loading: bool) -> ModelPanel:
-    """What runs, CPU offload, and (unless `allow_model_loading` is off) loading another model by path or hub id."""
+    """What runs, and, where `allow_model_loading` is on, the operator's controls: CPU offload and loading another
+    model. Off (a public deployment), those controls are not built at all, so no event of theirs exists to call."""
     info = model.describe()
+    loading = None
     with gr.Accordion("Model", open=False):
         markdown = gr.Markdown(model_markdown(info), elem_id="model-info")
         offload = gr.Checkbox(model.offload, label="CPU offload (slower, much less GPU memory)",
-                              interactive=info["device"].startswith("cuda"), elem_id="model-offload")
-        with gr.Group(visible=allow_model_loading, elem_id="model-loading"):
-            source = gr.Textbox(label="Pipeline folder or hub id", elem_id="model-source")
-            vgen_checkpoint = gr.Textbox(label="…or the released VGen checkpoint (.pth)", elem_id="model-vgen")
-            vgen_base = gr.Textbox(label="Base for the checkpoint (SD 2.x folder or hub id)", elem_id="model-base")
-            load = gr.Button("Load model", elem_id="model-load")
-    return ModelPanel(banner, markdown, offload, source, vgen_checkpoint, vgen_base, load)
+                              interactive=allow_model_loading and info["device"].startswith("cuda"),
+                              elem_id="model-offload")
+        if allow_model_loading:
+            with gr.Group(elem_id="model-loading"):
+                source = gr.Textbox(label="Pipeline folder or hub id, or \"tiny\"", elem_id="model-source",
+                                    info="Only what `python app.py --allow-models` allows.")
+                vgen_checkpoint = gr.Textbox(label="…or the released VGen checkpoint (.pth)", elem_id="model-vgen")
+                vgen_base = gr.Textbox(label="Base for the checkpoint (SD 2.x folder)", elem_id="model-base")
+                load = gr.Button("Load model", elem_id="model-load")
+            loading = ModelLoading(source, vgen_checkpoint, vgen_base, load)
+    return ModelPanel(banner, markdown, offload, loading)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -313,7 +366,41 @@ class Handlers:
         # no public reader of its queue's length.
         message = queue_full_message(len(self.demo._queue), self.queue_size)
         if message:
-            raise gr.Error(message, title="Busy")
+            raise gr.Error(message, title="Busy", print_exception=False)
+
+    @user_errors
+    def check_prior(self, sid, prompt, negative_prompt, seed, randomize_seed, steps, guidance, candidates):
+        """Step 1's values, checked before the job queues; the session counts as busy from here (Stop says so)."""
+        self.model.check_prior_request(prompt, negative_prompt, seed, randomize_seed, steps, guidance, candidates)
+        self.check_queue()
+        self.store.ensure(sid).busy = True
+
+    @user_errors
+    def check_animate(self, sid, motion_prompts, motion_factor, appearance_factor, num_frames, steps, guidance,
+                      seed, randomize_seed):
+        session = self.store.ensure(sid)
+        self.model.check_animate_request(session, motion_prompts, motion_factor, appearance_factor, num_frames,
+                                         steps, guidance, seed, randomize_seed)
+        self.check_queue()
+        session.busy = True
+
+    def check_upload(self, sid):
+        self.check_queue()
+        self.store.ensure(sid).busy = True
+
+    @staticmethod
+    @contextlib.contextmanager
+    def job(session: Session):
+        session.busy = True
+        try:
+            yield
+        finally:
+            session.busy = False
+
+    def warn_unknown_words(self, *texts: str) -> None:
+        message = unknown_words_message(self.model.unknown_words(*texts))
+        if message:
+            gr.Warning(message)
 
     def slot_updates(self, videos: list[VideoRecord]) -> list:
         updates = []
@@ -328,14 +415,21 @@ class Handlers:
         return updates
 
     def restore(self, browser_id, request: gr.Request):
+        """A page (re)opened: its session's galleries, current prior and last videos, and the values its steps
+        last ran with."""
         session = self.store.attach(browser_id, request.session_hash)
+        step1, step2 = restored_inputs(session)
         return [session.id, session.id, candidates_gallery(session), current_prior_image(session),
-                history_gallery(session), *self.slot_updates(session.last_videos)]
+                history_gallery(session), *self.slot_updates(session.last_videos), *step1, *step2]
 
     def release(self, request: gr.Request):
         self.store.detach(request.session_hash)
 
+    @user_errors
     def example_prior(self, prompt_text):
+        # Gradio calls this with an example's prompt; a raw call with any other text gets nothing made.
+        if prompt_text not in self.model.example_prompts:
+            raise StudioError("Only the examples shown are made here.")
         session = self.store.ensure(self.examples_session_id)
         self.model.generate_prior(session, prompt_text, "", 0, False, None, None,
                                   self.model.limits["max_candidates"])
@@ -344,33 +438,45 @@ class Handlers:
     @user_errors
     def generate_prior(self, sid, prompt, negative_prompt, seed, randomize_seed, steps, guidance, candidates,
                        motion_prompts, progress=gr.Progress()):
+        motion_prompts = motion_text(motion_prompts)
         session = self.store.ensure(sid)
-        previous = session.current_prior
-        batch = self.model.generate_prior(session, prompt, negative_prompt, seed, randomize_seed, steps, guidance,
-                                          candidates, progress=progress)
+        with self.job(session):
+            request = self.model.check_prior_request(prompt, negative_prompt, seed, randomize_seed, steps,
+                                                     guidance, candidates)
+            self.warn_unknown_words(request.prompt)
+            previous = session.current_prior
+            batch = self.model.generate_prior(session, prompt, negative_prompt, seed, randomize_seed, steps,
+                                              guidance, candidates, progress=progress)
         return (session.id, candidates_gallery(session), batch.seed, current_prior_image(session),
                 default_motion_prompts(motion_prompts, previous, batch.priors[0]))
 
     @user_errors
-    def choose_prior(self, sid, gallery_value, prompt_text, motion_text, evt: gr.SelectData):
+    def choose_prior(self, sid, gallery_value, prompt_text, motion_value, evt: gr.SelectData):
+        motion_prompts = motion_text(motion_value)
         session = self.store.ensure(sid)
         previous = session.current_prior
         prior = self.model.choose_prior(session, gallery_path(gallery_value[evt.index]), prompt=prompt_text)
-        return session.id, current_prior_image(session), default_motion_prompts(motion_text, previous, prior)
+        return session.id, current_prior_image(session), default_motion_prompts(motion_prompts, previous, prior)
 
     @user_errors
     def use_image(self, sid, image, motion_prompts):
+        motion_prompts = motion_text(motion_prompts)
         session = self.store.ensure(sid)
-        previous = session.current_prior
-        prior = self.model.use_image(session, image)
+        with self.job(session):
+            previous = session.current_prior
+            prior = self.model.use_image(session, image)
         return session.id, current_prior_image(session), default_motion_prompts(motion_prompts, previous, prior)
 
     @user_errors
     def run_animate(self, sid, motion_prompts, motion_factor, appearance_factor, num_frames, steps, guidance, seed,
                     randomize_seed, progress=gr.Progress()):
         session = self.store.ensure(sid)
-        result = self.model.animate(session, motion_prompts, motion_factor, appearance_factor, num_frames, steps,
-                                    guidance, seed, randomize_seed, progress=progress)
+        with self.job(session):
+            request = self.model.check_animate_request(session, motion_prompts, motion_factor, appearance_factor,
+                                                       num_frames, steps, guidance, seed, randomize_seed)
+            self.warn_unknown_words(*request.prompts)
+            result = self.model.animate(session, motion_prompts, motion_factor, appearance_factor, num_frames,
+                                        steps, guidance, seed, randomize_seed, progress=progress)
         files = [path for video in result.videos for path in video.files]
         return session.id, files, [video.settings for video in result.videos], result.seed
 
@@ -382,9 +488,14 @@ class Handlers:
         return history_gallery(self.store.ensure(sid))
 
     def request_stop(self, sid):
+        """Stop, with a calm message either way: the job stops at its next step; `cancels` drops waiting ones."""
         session = self.store.get(sid)
-        if session is not None:
-            self.model.request_stop(session)
+        if session is None or not session.busy:
+            gr.Info(NOTHING_TO_STOP, title="Stop")
+            return
+        session.busy = False
+        self.model.request_stop(session)
+        gr.Info(STOPPED, title="Stopped")
 
     def select_history(self, sid, history_value, evt: gr.SelectData):
         session = self.store.ensure(sid)
@@ -432,19 +543,28 @@ class Handlers:
 # The app
 def wire_events(demo: gr.Blocks, on: Handlers, state: SessionState, prior: PriorPanel, step2: AnimatePanel,
                 videos: VideoPanel, history: HistoryPanel, model: ModelPanel) -> None:
-    """Every event of the Studio tab. A GPU job first checks the queue (UI_EVENT, so that its refusal reaches the
-    page), then runs as a GPU_EVENT; what it changed beyond its outputs is shown after it succeeds."""
+    """Every event of the Studio tab. A GPU job from the page first has its values and the queue checked (a
+    UI_EVENT without outputs, so that its refusal reaches the page and marks no field), then runs as a GPU_EVENT;
+    what it changed beyond its outputs is shown after it succeeds."""
     sid = state.session_id
+    step1_inputs = [prior.prompt, prior.negative, prior.seed, prior.randomize, prior.steps, prior.guidance,
+                    prior.candidates]
+    step2_inputs = [step2.motion_prompts, step2.motion_factor, step2.appearance_factor, step2.frames, step2.steps,
+                    step2.guidance, step2.seed, step2.randomize]
     demo.load(on.restore, [state.browser_session],
-              [sid, state.browser_session, prior.gallery, step2.current, history.gallery, *videos.outputs],
+              [sid, state.browser_session, prior.gallery, step2.current, history.gallery, *videos.outputs,
+               prior.prompt, prior.negative, prior.seed, prior.candidates, prior.steps, prior.guidance,
+               step2.motion_prompts, step2.motion_factor, step2.appearance_factor, step2.frames, step2.steps,
+               step2.guidance, step2.seed],
               **QUICK_EVENT)
     demo.unload(on.release)
 
-    prior_job = gr.on([prior.generate.click, prior.prompt.submit], on.check_queue, None, None, **UI_EVENT).success(
+    prior_job = gr.on([prior.generate.click, prior.prompt.submit], on.check_prior, [sid, *step1_inputs], None,
+                      preprocess=False, **UI_EVENT).success(
         on.generate_prior, [sid, prior.prompt, prior.negative, prior.seed, prior.randomize, prior.steps,
                             prior.guidance, prior.candidates, step2.motion_prompts],
         [sid, prior.gallery, prior.seed, step2.current, step2.motion_prompts], api_name="generate_prior",
-        **GPU_EVENT)
+        preprocess=False, **GPU_EVENT)
     prior_job.success(on.show_history, [sid], [history.gallery], **QUICK_EVENT)
 
     # Not a GPU event: choosing one of the session's priors is instant and must not wait behind other people's jobs;
@@ -453,21 +573,20 @@ def wire_events(demo: gr.Blocks, on: Handlers, state: SessionState, prior: Prior
                          [sid, step2.current, step2.motion_prompts], **UI_EVENT).success(
         on.show_history, [sid], [history.gallery], **QUICK_EVENT)
 
-    upload_job = prior.upload.upload(on.check_queue, None, None, **UI_EVENT).success(
+    upload_job = prior.upload.upload(on.check_upload, [sid], None, **UI_EVENT).success(
         on.use_image, [sid, prior.upload, step2.motion_prompts], [sid, step2.current, step2.motion_prompts],
         api_name="use_image", **GPU_EVENT)
     upload_job.success(on.show_history, [sid], [history.gallery], **QUICK_EVENT)
 
-    animate_job = step2.animate.click(on.check_queue, None, None, **UI_EVENT).success(
-        on.run_animate, [sid, step2.motion_prompts, step2.motion_factor, step2.appearance_factor, step2.frames,
-                         step2.steps, step2.guidance, step2.seed, step2.randomize],
-        [sid, videos.batch_files, videos.batch_settings, step2.seed], api_name="animate",
-        show_progress_on=[videos.slots[0][1]], **GPU_EVENT)
+    animate_job = step2.animate.click(on.check_animate, [sid, *step2_inputs], None, preprocess=False,
+                                      **UI_EVENT).success(
+        on.run_animate, [sid, *step2_inputs], [sid, videos.batch_files, videos.batch_settings, step2.seed],
+        api_name="animate", show_progress_on=[videos.slots[0][1]], preprocess=False, **GPU_EVENT)
     animate_job.success(on.show_videos, [sid], [*videos.outputs, history.gallery], **QUICK_EVENT)
 
     # The flag stops a running job at its next step; `cancels` drops this page's jobs still waiting in line.
-    step2.stop.click(on.request_stop, [sid], None, cancels=[prior_job, upload_job, animate_job], queue=False,
-                     api_name="stop")
+    step2.stop.click(on.request_stop, [sid], None, cancels=[prior_job, upload_job, animate_job], api_name="stop",
+                     **STOP_EVENT)
 
     history.gallery.select(on.select_history, [sid, history.gallery], [history.selected, history.settings],
                            **QUICK_EVENT)
@@ -476,17 +595,21 @@ def wire_events(demo: gr.Blocks, on: Handlers, state: SessionState, prior: Prior
                          step2.motion_prompts, step2.motion_factor, step2.appearance_factor, step2.frames,
                          step2.steps, step2.guidance, step2.seed, step2.randomize, step2.current], **UI_EVENT)
 
+    if model.loading is None:
+        return  # a public deployment: the operator's controls, and their events, do not exist
     model.offload.input(on.toggle_offload, [model.offload], [model.info], api_visibility="private", **GPU_EVENT)
-    model.load.click(on.load_model, [model.source, model.vgen_checkpoint, model.vgen_base],
-                     [model.info, model.banner, step2.motion_factor, step2.frames, step2.appearance_factor,
-                      prior.guidance, step2.guidance, prior.steps, step2.steps],
-                     api_visibility="private", **GPU_EVENT)
+    loading = model.loading
+    loading.load.click(on.load_model, [loading.source, loading.vgen_checkpoint, loading.vgen_base],
+                       [model.info, model.banner, step2.motion_factor, step2.frames, step2.appearance_factor,
+                        prior.guidance, step2.guidance, prior.steps, step2.steps],
+                       api_visibility="private", **GPU_EVENT)
 
 
 def create_demo(model, store: SessionStore, *, queue_size: int | None = DEFAULT_QUEUE_SIZE,
                 on_spaces: bool = False, allow_model_loading: bool = True, training=None) -> gr.Blocks:
     """`training`: a studio.train_tab.TrainingWorkspace to show the Train tab, or None.
-    `allow_model_loading`: off on a Space or a public share link, where a visitor must not load files by path."""
+    `allow_model_loading`: the operator's controls (loading another model, CPU offload), which change the model for
+    every user; off wherever others can reach the studio (app.py decides), and then not built at all."""
     # On a Space the examples' priors are made once, on first use, and shown to every visitor from Gradio's cache;
     # they are made in a session of their own (a click on one encodes it as the visitor's prior).
     examples_session_id = store.ensure(None).id if on_spaces else None

@@ -86,3 +86,34 @@ def app(model, tmp_path_factory):
     yield SimpleNamespace(url=demo.local_url, demo=demo, store=store)
     demo.close()
     store.close()
+
+
+def raw_call(url: str, fn_index: int, data: list, timeout: float = 60) -> dict:
+    """What any HTTP client can do, with no Gradio client in between: join the queue for the event `fn_index` with
+    `data` as raw JSON (NaN included), then read the event stream until it completes. Returns the last message:
+    {"msg": "process_completed", "success": ..., "output": {...}}, or {"msg": "refused", ...} when the join itself
+    is refused."""
+    import json
+    import uuid
+
+    import httpx
+
+    session_hash = uuid.uuid4().hex[:12]
+    body = json.dumps({"data": data, "fn_index": fn_index, "session_hash": session_hash, "event_data": None,
+                       "trigger_id": None})
+    with httpx.Client(base_url=url, timeout=timeout) as http:
+        joined = http.post("gradio_api/queue/join", content=body, headers={"content-type": "application/json"})
+        if joined.status_code != 200:
+            return {"msg": "refused", "status": joined.status_code, "detail": joined.text}
+        with http.stream("GET", "gradio_api/queue/data", params={"session_hash": session_hash}) as stream:
+            for line in stream.iter_lines():
+                if line.startswith("data:"):
+                    message = json.loads(line[len("data:"):])
+                    if message.get("msg") == "process_completed":
+                        return message
+    raise AssertionError(f"event {fn_index} never completed")
+
+
+@pytest.fixture(scope="session")
+def raw():
+    return raw_call

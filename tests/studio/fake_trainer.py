@@ -1,18 +1,19 @@
-"""Stands in for `python -m higen_core.train` in the Train tab's tests: it writes what the real trainer writes (a
-JSON line per step, complete checkpoints, console output) quickly, and on SIGTERM says so and exits with 0."""
+"""Stands in for `python -m higen_core.train` in the Train tab's tests: it reads its arguments with the trainer's own
+parser (so a test sees exactly which value went to which field), writes what the real trainer writes (a JSON line per
+step, complete checkpoints, console output) quickly, and on SIGTERM says so and exits with 0."""
 
-import argparse
 import json
 import signal
 import sys
 import time
 from pathlib import Path
 
-parser = argparse.ArgumentParser()
-parser.add_argument("--output-dir", required=True)
-args, _ = parser.parse_known_args()
+from higen_core.training.config import build_parser
+
+args = build_parser().parse_args()
 out = Path(args.output_dir)
 (out / "logs").mkdir(parents=True, exist_ok=True)
+(out / "logs" / "arguments.json").write_text(json.dumps({k: v for k, v in vars(args).items()}))
 stopping = []
 signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
 print("fake trainer", " ".join(sys.argv[1:]), flush=True)

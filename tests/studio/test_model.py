@@ -20,6 +20,7 @@ import torch
 from higen_core import video_io
 from higen_core.shapes.world import parse_caption
 from studio import JobStopped, StudioError
+from studio.access import ModelSources
 from studio.model import (MAX_MOTION_PROMPTS, StudioModel, animate_gpu_seconds, convert_vgen_cached,
                           parse_motion_prompts, zero_gpu)
 
@@ -133,8 +134,8 @@ def test_a_stop_pressed_while_idle_does_not_stop_the_next_job(model, session):
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"motion_prompts": "x", "motion_factor": -5}, "motion_factor must be a number"),  # the pipeline's own text
-    ({"motion_prompts": "x", "appearance_factor": 2}, "appearance_factor must be a number in [0, 1]"),
+    ({"motion_prompts": "x", "motion_factor": -5}, "Motion factor γm must be a number from 0 to 10000; got -5"),
+    ({"motion_prompts": "x", "appearance_factor": 2}, "Appearance factor γa must be a number from 0 to 1"),
     ({"motion_prompts": "x", "num_frames": 99}, "Frames must be a whole number from 2 to 8"),
     ({"motion_prompts": "x", "steps": 0}, "Steps must be a whole number"),
     ({"motion_prompts": "x", "seed": -1}, "Seed must be a whole number"),
@@ -334,7 +335,8 @@ def test_the_model_module_does_not_import_the_shapes_world():
 
 
 def test_load_another_model_and_vgen_conversion_is_cached(tmp_path, monkeypatch):
-    other = StudioModel.load("tiny", cache_dir=tmp_path / "cache")
+    other = StudioModel.load("tiny", cache_dir=tmp_path / "cache",
+                             sources=ModelSources((tmp_path,), frozenset({"owner/sd-2-1-base"})))
     saved = tmp_path / "saved"
     other.pipe.save_pretrained(saved)
     conversions = []
@@ -346,12 +348,13 @@ def test_load_another_model_and_vgen_conversion_is_cached(tmp_path, monkeypatch)
     monkeypatch.setattr("higen_core.convert.convert_to_pipeline", fake_convert)
     checkpoint = tmp_path / "higen.pth"
     checkpoint.write_bytes(b"weights")
-    first = convert_vgen_cached(str(checkpoint), "sd-2-1-base", tmp_path / "cache")
-    second = convert_vgen_cached(str(checkpoint), "sd-2-1-base", tmp_path / "cache")
+    first = convert_vgen_cached(str(checkpoint), "owner/sd-2-1-base", tmp_path / "cache")
+    second = convert_vgen_cached(str(checkpoint), "owner/sd-2-1-base", tmp_path / "cache")
     assert first == second and len(conversions) == 1 and not list((tmp_path / "cache").glob("*.partial-*"))
 
-    info = other.load_other(vgen_checkpoint=str(checkpoint), base="sd-2-1-base")
+    info = other.load_other(vgen_checkpoint=str(checkpoint), base="owner/sd-2-1-base")
     assert info["model"] == str(first) and info["tiny"] is False and len(conversions) == 1
     assert other.load_other(source=str(saved))["model"] == str(saved)
     with pytest.raises(StudioError, match="Give a pipeline folder"):
         other.load_other()
+    assert other.load_other(source="tiny")["tiny"] is True

@@ -1,8 +1,13 @@
 """Per-session state (studio.sessions): ids, folders, refresh versus close, reaping, the stop flag."""
 
+import os
 import pickle
+import socket
+import subprocess
+import sys
+import tempfile
 
-from studio.sessions import SessionStore, StopFlag
+from studio.sessions import OWNER_FILE, SessionStore, StopFlag
 
 
 def test_sessions_have_private_folders_and_unguessable_ids(store):
@@ -51,3 +56,31 @@ def test_stop_flag_is_a_picklable_file(tmp_path):
     assert copy.is_set()
     copy.clear()
     assert not flag.is_set()
+
+
+def test_a_store_removes_the_roots_that_killed_servers_left(tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(dead.stdout)  # that process has exited: its pid names no running server
+    host = socket.gethostname()
+    stale, alive, foreign, unowned = (tmp_path / f"higen-studio-{name}" for name in ("a", "b", "c", "d"))
+    for root, owner in ((stale, f"{dead_pid} {host}"), (alive, f"{os.getppid()} {host}"),
+                        (foreign, f"{dead_pid} another-host"), (unowned, None)):
+        (root / "0123456789abcdef").mkdir(parents=True)
+        if owner:
+            (root / OWNER_FILE).write_text(owner)
+
+    store = SessionStore()
+    assert store.root.parent == tmp_path and (store.root / OWNER_FILE).read_text().split()[0] == str(os.getpid())
+    assert not stale.exists()
+    assert alive.exists() and foreign.exists() and unowned.exists()  # running, or not known to be dead here
+    store.ensure(None)
+    store.close()
+    assert not store.root.exists()  # a store removes the root it made when it closes
+
+
+def test_a_given_root_is_left_in_place(tmp_path):
+    store = SessionStore(tmp_path / "kept")
+    store.ensure(None)
+    store.close()
+    assert (tmp_path / "kept").is_dir() and not any((tmp_path / "kept").iterdir())

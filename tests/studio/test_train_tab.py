@@ -1,6 +1,7 @@
 """The Train tab's workspace (studio.train_tab): confinement, the exact command, a real subprocess run with a stand-in
 trainer (log, loss plot data, checkpoints, SIGTERM)."""
 
+import json
 import os
 import sys
 import time
@@ -39,20 +40,22 @@ def test_paths_outside_the_workspace_are_refused(workspace, tmp_path):
     with pytest.raises(StudioError, match="does not exist"):
         workspace.resolve("configs/missing.yaml", must_exist=True)
     with pytest.raises(StudioError, match="outside the workspace"):
-        workspace.build_command("", "runs/a", {"video_data": "data ../secret"}, False)
+        workspace.build_command("", "runs/a", {"video_data": ["data", "../secret"]}, False)
     assert workspace.config_files() == ["configs/tiny.yaml"]
 
 
 def test_the_command_is_an_exact_argument_list(workspace):
     fields = workspace.parse_fields({"max_train_steps": "20", "learning_rate": "", "video_data": "data"},
-                                    "use_ema: true\nsample-prompts = 'a red circle' 'a blue square'")
+                                    "use_ema: true\nsample-prompts = a red circle\nsample_prompts: a blue square")
     command = workspace.build_command("configs/tiny.yaml", "runs/a", fields, resume=True)
     root = str(workspace.root)
-    assert command == [*FAKE_TRAINER, "--config", f"{root}/configs/tiny.yaml", "--output-dir", f"{root}/runs/a",
-                       "--max-train-steps", "20", "--video-data", "data", "--use-ema", "true",
-                       "--sample-prompts", "a red circle", "a blue square", "--resume", "latest"]
-    for more, message in (("no_such_field: 1", "not a field"), ("output_dir: /", "set by the form"),
-                          ("just words", "one field per line")):
+    assert command == [*FAKE_TRAINER, f"--config={root}/configs/tiny.yaml", f"--output-dir={root}/runs/a",
+                       "--max-train-steps=20", "--video-data", f"{root}/data", "--use-ema=true",
+                       "--sample-prompts", "a red circle", "a blue square", "--resume=latest"]
+    for more, message in (("no_such_field: 1", "not a field"), ("output_dir: /", "the form's output folder"),
+                          ("cache_dir: cache", "not a free field"), ("resume: latest", "not a free field"),
+                          ("config: configs/tiny.yaml", "not a free field"), ("just words", "one field per line"),
+                          ("seed: 1\nseed: 2", "given twice")):
         with pytest.raises(StudioError, match=message):
             workspace.parse_fields({}, more)
 
@@ -72,7 +75,7 @@ def test_a_run_streams_its_log_plots_its_loss_lists_checkpoints_and_stops(worksp
     assert list(table.columns) == ["step", "loss", "kind"] and len(table) >= 6
     assert set(table["kind"]) == {"image", "video"} and table["loss"].iloc[0] == 1.0
     assert ["step-000003", "yes"] in workspace.checkpoints(output)
-    assert "fake trainer --config" in workspace.log_tail(output)
+    assert "fake trainer --config=" in workspace.log_tail(output)
     assert workspace.status().startswith("Running: pid")
 
     assert "SIGTERM" in workspace.stop()
@@ -87,3 +90,60 @@ def test_a_half_written_log_line_is_skipped(workspace):
     logs.mkdir(parents=True)
     (logs / "train_log.jsonl").write_text('{"step": 1, "loss": 0.5, "kind": "video"}\n{"step": 2, "lo')
     assert workspace.loss_table(logs.parent).to_dict("records") == [{"step": 1, "loss": 0.5, "kind": "video"}]
+
+
+def test_a_value_never_becomes_a_flag(workspace, tmp_path):
+    """Text that looks like flags stays the one value of its field, as the trainer's own parser reads the command."""
+    from higen_core.training.config import build_parser
+
+    evil = tmp_path / "evil"
+    fields = workspace.parse_fields(
+        {"seed": f"1 --output-dir {evil}", "video_data": "data\ndata"},
+        f"sample_prompts: a --output-dir {evil}\nsample_prompts: b --config=/etc/passwd\n"
+        f"lr_scheduler: --output-dir={evil}")
+    command = workspace.build_command("", "runs/a", fields, resume=False)
+    args = build_parser().parse_args(command[len(FAKE_TRAINER):])
+    assert args.output_dir == str(workspace.root / "runs" / "a") and args.config is None
+    assert args.sample_prompts == [f"a --output-dir {evil}", "b --config=/etc/passwd"]
+    assert args.seed == f"1 --output-dir {evil}" and args.lr_scheduler == f"--output-dir={evil}"
+    assert args.video_data == [str(workspace.root / "data")] * 2
+
+    with pytest.raises(StudioError, match="starts with “-”"):
+        workspace.build_command("", "runs/a", workspace.parse_fields({}, f"sample_prompts: --output-dir={evil}"),
+                                False)
+    with pytest.raises(StudioError, match="one value, on one line"):
+        workspace.parse_fields({"seed": "1\n--output-dir"}, "")
+    with pytest.raises(StudioError, match="control character"):
+        workspace.parse_fields({}, "sample_prompts: a\x00b")
+
+
+def test_every_path_and_model_field_stays_in_the_workspace(workspace, tmp_path):
+    (tmp_path / "secret").mkdir()
+    (workspace.root / "models").mkdir()
+    (workspace.root / "models" / "unet.json").write_text("{}")
+    for name in ("vae", "text_encoder", "tokenizer", "appearance_model", "init_from", "video_shards",
+                 "image_shards", "image_data"):
+        for value, message in ((str(tmp_path / "secret"), "outside the workspace"), ("../secret", "outside"),
+                               ("owner/model", "does not exist"), ("models/missing", "does not exist")):
+            with pytest.raises(StudioError, match=message):
+                workspace.build_command("", "runs/a", workspace.parse_fields({}, f"{name}: {value}"), False)
+    fields = workspace.parse_fields({"init_from": "models/unet.json"}, "vae: tiny\ntext_encoder: models")
+    command = workspace.build_command("", "runs/a", fields, False)
+    root = workspace.root
+    assert command[-3:] == [f"--init-from={root}/models/unet.json", "--vae=tiny", f"--text-encoder={root}/models"]
+
+
+def test_an_injection_attempt_writes_nothing_outside_the_workspace(workspace, tmp_path):
+    evil = tmp_path / "evil"
+    fields = workspace.parse_fields({"seed": f"3 --output-dir {evil}"},
+                                    f"sample_prompts: x --output-dir {evil}\nsample_every: 0")
+    output = workspace.resolve("runs/c")
+    workspace.start(workspace.build_command("configs/tiny.yaml", "runs/c", fields, False), output)
+    deadline = time.time() + 30
+    while not (output / "logs" / "arguments.json").is_file() and time.time() < deadline:
+        time.sleep(0.1)
+    workspace.stop()
+    assert workspace.process.wait(timeout=20) == 0
+    seen = json.loads((output / "logs" / "arguments.json").read_text())
+    assert seen["output_dir"] == str(output) and seen["sample_prompts"] == [f"x --output-dir {evil}"]
+    assert not evil.exists()

@@ -4,11 +4,16 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
+import gradio as gr
+
+from studio import JobStopped
+from studio.access import ModelSources
 from studio.model import StudioModel
 from studio.sessions import PriorRecord
-from studio.ui import (UI_HEADROOM, Handlers, create_demo, default_motion_prompts, queue_full_message,
-                       record_id_from_path)
+from studio.ui import (NOTHING_TO_STOP, STOPPED, UI_HEADROOM, Handlers, create_demo, default_motion_prompts,
+                       queue_full_message, record_id_from_path)
 
 ELEM_IDS = ["prior-prompt", "prior-negative", "prior-seed", "prior-generate", "prior-gallery", "prior-upload",
             "motion-prompts", "motion-factor", "appearance-factor", "animate", "stop", "videos", "history"]
@@ -80,7 +85,7 @@ def test_a_model_that_declares_no_examples_shows_none(model, store):
 def test_the_bundled_demo_model_shows_its_recorded_settings(shapes_model, store):
     demo = create_demo(shapes_model, store)
     assert starting_values(demo) == {"motion-factor": 10.0, "appearance-factor": 0.2, "prior-guidance": 3.0,
-                                     "animate-guidance": 3.0, "prior-steps": 50, "animate-steps": 50}
+                                     "animate-guidance": 3.0, "prior-steps": 10, "animate-steps": 10}
     assert len(prompt_example_rows(demo)) == 3
     labels = motion_examples_dataset(demo).sample_labels
     assert len(labels) == 5 and labels[0] == "moves left quickly | moves right quickly (γm 17)"
@@ -89,7 +94,7 @@ def test_the_bundled_demo_model_shows_its_recorded_settings(shapes_model, store)
 def test_loading_another_model_moves_the_controls_to_its_recommendations(recommending_model, store, tmp_path):
     folder = tmp_path / "recommending"
     recommending_model.pipe.save_pretrained(folder)
-    model = StudioModel.load("tiny")
+    model = StudioModel.load("tiny", sources=ModelSources((tmp_path,)))
     handlers = Handlers(model, store, demo=None, queue_size=None)
     info, banner, motion, frames, appearance, *guidance_and_steps = handlers.load_model(str(folder), "", "")
     assert "recommending" in info and banner.visible is False
@@ -127,7 +132,7 @@ def test_the_train_tab_is_built_only_when_asked(model, store, tmp_path):
     assert not any(b.elem_id == "train-start" for b in plain.blocks.values())
     demo = create_demo(model, store, training=TrainingWorkspace(tmp_path / "ws"))
     command = next(b for b in demo.blocks.values() if b.elem_id == "train-command")
-    assert command.value.split()[1:4] == ["-m", "higen_core.train", "--output-dir"]
+    assert command.value.split()[1:4] == ["-m", "higen_core.train", f"--output-dir={tmp_path}/ws/runs/studio"]
 
 
 def run_python(code: str) -> subprocess.CompletedProcess:
@@ -157,10 +162,9 @@ def test_on_a_space_examples_are_cached_lazily_and_models_cannot_be_loaded_by_pa
     demo = create_demo(recommending_model, store, on_spaces=True, allow_model_loading=False)
     assert "load_example_output" in {f.name for f in demo.fns.values()}
     assert "at first use" in capsys.readouterr().out  # lazily: nothing runs at start-up
-    block = next(b for b in demo.blocks.values() if b.elem_id == "model-source")
-    while block.elem_id != "model-loading":  # up to the group that holds the loading controls
-        block = block.parent
-    assert block.visible is False
+    ids = {b.elem_id for b in demo.blocks.values()}
+    assert not ids & {"model-loading", "model-source", "model-vgen", "model-base", "model-load"}  # absent
+    assert {"load_model", "toggle_offload"}.isdisjoint(f.name for f in demo.fns.values())
 
 
 def test_a_cached_example_is_made_with_the_recommended_settings(recommending_model, store):
@@ -170,3 +174,52 @@ def test_a_cached_example_is_made_with_the_recommended_settings(recommending_mod
     assert len(gallery) == recommending_model.limits["max_candidates"]
     made = store.get(handlers.examples_session_id).current_prior
     assert (made.settings["num_inference_steps"], made.settings["guidance_scale"]) == (3, 4.5)
+
+
+def test_outputs_look_like_outputs(model, store):
+    demo = create_demo(model, store)
+    for elem_id in ("prior-gallery", "history"):
+        assert block(demo, elem_id).interactive is False  # no "Drop Media Here", no upload or clear button
+    assert "middle frame" in block(demo, "prior-note").value
+
+
+def test_stop_is_a_calm_public_endpoint(model, store):
+    demo = create_demo(model, store)
+    (stop,) = [fn for fn in demo.fns.values() if fn.api_name == "stop"]
+    # Queued, so that its message reaches the page; never behind a job (the "ui" id has no limit).
+    assert stop.queue is not False and stop.concurrency_id == "ui" and stop.api_visibility == "public"
+
+
+def test_stop_says_what_it_did(model, store, capsys):
+    handlers = Handlers(model, store, demo=None, queue_size=None)
+    session = store.ensure(None)
+    handlers.request_stop(session.id)
+    assert capsys.readouterr().out.strip() == NOTHING_TO_STOP and not session.stop.is_set()
+    session.busy = True
+    handlers.request_stop(session.id)
+    assert capsys.readouterr().out.strip() == STOPPED and session.stop.is_set() and not session.busy
+    session.stop.clear()
+
+
+def test_a_stopped_job_changes_nothing_and_raises_nothing(model, store, monkeypatch):
+    handlers = Handlers(model, store, demo=None, queue_size=None)
+    session = store.ensure(None)
+
+    def stopped(*args, **kwargs):
+        raise JobStopped()
+
+    monkeypatch.setattr(model, "generate_prior", stopped)
+    assert handlers.generate_prior(session.id, "a ball", "", 1, False, 1, 1.0, 1, "") == gr.skip()
+    assert not session.busy
+
+
+def test_a_refreshed_page_gets_its_last_values_back(model, store):
+    handlers = Handlers(model, store, demo=None, queue_size=None)
+    sid, *_ = handlers.generate_prior(None, "a red kite", "blurry", 7, False, 2, 1.5, 2, "")
+    handlers.run_animate(sid, "it flies left\nit dives", 40, 0.3, 3, 2, 2.5, 9, False)
+    values = handlers.restore(sid, SimpleNamespace(session_hash="page-2"))
+    assert values[0] == sid
+    assert values[-13:] == ["a red kite", "blurry", 7, 2, 2, 1.5,
+                            "it flies left\nit dives", 40.0, 0.3, 3, 2, 2.5, 9]
+    fresh = handlers.restore(None, SimpleNamespace(session_hash="page-3"))
+    assert fresh[-13:] == [gr.skip()] * 13  # a new visitor keeps the controls' defaults
