@@ -102,7 +102,7 @@ def main(argv=None) -> int:
     from higen_core import set_cpu_threads
     from studio.model import StudioModel
     from studio.sessions import SessionStore
-    from studio.ui import CSS, create_demo
+    from studio.ui import LAUNCH_OPTIONS, create_demo
 
     set_cpu_threads(args.cpu_threads)
     try:
@@ -123,7 +123,7 @@ def main(argv=None) -> int:
     signal.signal(signal.SIGTERM, stop_on_sigterm)
     try:
         demo.launch(server_name=args.host, server_port=args.port, share=args.share, auth=args.auth,
-                    max_file_size="20mb", css=CSS)
+                    **LAUNCH_OPTIONS)
     finally:
         demo.close()  # the server's shutdown also removes Gradio's copies of the outputs (its cache)
         store.close()

@@ -272,6 +272,7 @@ def build_train_tab(workspace: TrainingWorkspace) -> None:
         fields = workspace.parse_fields(dict(zip(form, field_values)), more_value)
         return workspace.build_command(config_value, output_value, fields, resume_value)
 
+    @user_errors
     def show_command(*values):
         try:
             return shlex.join(command_from(*values))
@@ -285,11 +286,13 @@ def build_train_tab(workspace: TrainingWorkspace) -> None:
         gr.Info(f"Training started (pid {pid}).")
         return workspace.status()
 
+    @user_errors
     def stop_run():
         message = workspace.stop()
         gr.Info(message)
         return workspace.status()
 
+    @user_errors
     def refresh(output_value):
         try:
             folder = workspace.resolve(output_value, "output folder")

@@ -24,7 +24,7 @@ from pathlib import Path
 import gradio as gr
 
 from . import StudioError, inputs
-from .events import GPU_EVENT, QUICK_EVENT, UI_EVENT, user_errors
+from .events import GPU_EVENT, QUICK_EVENT, UI_EVENT, StudioBlocks, user_errors
 from .sessions import PriorRecord, Session, SessionStore, VideoRecord
 from .train_tab import build_train_tab
 
@@ -33,9 +33,10 @@ DEFAULT_QUEUE_SIZE = 16
 # Places in Gradio's queue beyond `queue_size`: the studio refuses GPU jobs itself once `queue_size` wait, with a
 # clear message, and its message-showing handlers still need to get in to say so.
 UI_HEADROOM = 8
-# Passed to launch(): Gradio 6 takes page CSS there. A prior is shown whole in its box whatever its size (the tiny
-# model's are 16 pixels wide).
+# A prior is shown whole in its box whatever its size (the tiny model's are 16 pixels wide).
 CSS = "#prior-current img { width: 100%; height: 100%; object-fit: contain; }"
+# What app.py passes to launch(): Gradio 6 takes page CSS there.
+LAUNCH_OPTIONS = {"css": CSS, "max_file_size": "20mb"}
 INTRO = ("# HiGen Studio\nText-to-video in two steps (HiGen, CVPR 2024): **1. spatial prior** — an image from your "
          "prompt; **2. animate** — the same image brought to life by one or more motion prompts, as often as you "
          "like.")
@@ -384,6 +385,7 @@ class Handlers:
         self.check_queue()
         session.busy = True
 
+    @user_errors
     def check_upload(self, sid):
         self.check_queue()
         self.store.ensure(sid).busy = True
@@ -414,6 +416,7 @@ class Handlers:
                             gr.File(value=None, visible=False)]
         return updates
 
+    @user_errors
     def restore(self, browser_id, request: gr.Request):
         """A page (re)opened: its session's galleries, current prior and last videos, and the values its steps
         last ran with."""
@@ -422,6 +425,7 @@ class Handlers:
         return [session.id, session.id, candidates_gallery(session), current_prior_image(session),
                 history_gallery(session), *self.slot_updates(session.last_videos), *step1, *step2]
 
+    @user_errors
     def release(self, request: gr.Request):
         self.store.detach(request.session_hash)
 
@@ -480,13 +484,16 @@ class Handlers:
         files = [path for video in result.videos for path in video.files]
         return session.id, files, [video.settings for video in result.videos], result.seed
 
+    @user_errors
     def show_videos(self, sid):
         session = self.store.ensure(sid)
         return [*self.slot_updates(session.last_videos), history_gallery(session)]
 
+    @user_errors
     def show_history(self, sid):
         return history_gallery(self.store.ensure(sid))
 
+    @user_errors
     def request_stop(self, sid):
         """Stop, with a calm message either way: the job stops at its next step; `cancels` drops waiting ones."""
         session = self.store.get(sid)
@@ -497,6 +504,7 @@ class Handlers:
         self.model.request_stop(session)
         gr.Info(STOPPED, title="Stopped")
 
+    @user_errors
     def select_history(self, sid, history_value, evt: gr.SelectData):
         session = self.store.ensure(sid)
         record = session.find(record_id_from_path(gallery_path(history_value[evt.index])))
@@ -613,7 +621,7 @@ def create_demo(model, store: SessionStore, *, queue_size: int | None = DEFAULT_
     # On a Space the examples' priors are made once, on first use, and shown to every visitor from Gradio's cache;
     # they are made in a session of their own (a click on one encodes it as the visitor's prior).
     examples_session_id = store.ensure(None).id if on_spaces else None
-    with gr.Blocks(title="HiGen Studio", delete_cache=(3600, 6 * 3600)) as demo:
+    with StudioBlocks(title="HiGen Studio", delete_cache=(3600, 6 * 3600)) as demo:
         handlers = Handlers(model, store, demo, queue_size, examples_session_id)
         state = SessionState(gr.State(None), gr.BrowserState(None, storage_key=SESSION_STORAGE_KEY))
         selected_history = gr.State(None)

@@ -63,13 +63,14 @@ def session(store):
 
 def serve_studio(model, store, **options):
     """The studio launched in-process on a free port of 127.0.0.1, without blocking."""
-    from studio.ui import CSS, create_demo
+    from studio.ui import LAUNCH_OPTIONS, create_demo
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     demo = create_demo(model, store, **options)
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, css=CSS)
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
+                **LAUNCH_OPTIONS)
     return demo
 
 

@@ -7,6 +7,7 @@ import time
 import pytest
 
 from studio import StudioError, inputs
+from studio.events import MALFORMED_REQUEST
 from studio.ui import Handlers
 
 
@@ -124,3 +125,32 @@ def test_a_lone_surrogate_reaches_an_api_client_as_a_message(app, raw):
     assert reply["output"]["error"] == ("The prompt holds a character that is not valid Unicode (a lone "
                                         "surrogate): remove it.")
 
+
+
+FILE_META = {"_type": "gradio.FileData"}
+# What a careless or hostile client sends for the image of /use_image instead of a file uploaded through the page.
+MALFORMED_FILES = [1, "x", [], {}, {"path": 3}, {"path": "/etc/passwd"}, {"path": "/etc/passwd", "meta": FILE_META},
+                   {"path": "../../etc/passwd", "meta": FILE_META}, {"path": None, "meta": FILE_META},
+                   {"path": "http://127.0.0.1:9/x.png", "url": "http://127.0.0.1:9/x.png", "meta": FILE_META},
+                   [{"path": "a.png", "meta": FILE_META}], {"path": "lone \ud800"}, float("nan")]
+
+
+def test_a_file_that_is_no_upload_of_this_page_is_refused_with_a_message(app, raw):
+    """Gradio refuses these itself, before the handler runs; the caller still gets its reason, and no file outside
+    the uploads becomes a prior."""
+    index = next(i for i, fn in app.demo.fns.items() if fn.api_name == "use_image")
+    priors_before = sum(len(session.priors) for session in app.store._sessions.values())
+    for payload in MALFORMED_FILES:
+        reply = raw(app.url, index, [None, payload, ""])
+        assert reply["success"] is False and reply["output"]["error"] == MALFORMED_REQUEST.format(count=3), payload
+    assert sum(len(session.priors) for session in app.store._sessions.values()) == priors_before
+
+
+def test_every_event_answers_junk_with_a_message(app, raw):
+    """Each event of the page, called by its index with arguments of the wrong kind or number, is refused with text."""
+    for index in app.demo.fns:
+        for data in ([], [None] * 40, [{"path": "/etc/passwd"}] * len(app.demo.fns[index].inputs)):
+            reply = raw(app.url, index, data)
+            if reply["msg"] == "refused" or reply["success"]:
+                continue
+            assert reply["output"]["error"], (app.demo.fns[index].name, data)
