@@ -258,6 +258,10 @@ def run_prompts(args: argparse.Namespace) -> dict | None:
                                        "video_features": features.video_features(clip)})
     records = sorted(gather_object(mine), key=lambda r: r["index"])
     reference_features = gather_object(reference_features)
+    # The processes leave their group together and explicitly: one exiting while another still holds the group
+    # can abort (SIGABRT) in the collective backend's teardown.
+    state.wait_for_everyone()
+    state.destroy_process_group()
     if not state.is_main_process:
         return None
     result = {"suite": "prompts", "model": args.model, "samples": len(records), **parameters, "seed": args.seed,
