@@ -211,3 +211,55 @@ def test_runs_in_bfloat16():
     pipe.to(torch.bfloat16)
     video = pipe("x", num_frames=3, num_inference_steps=2, output_type="np", generator=_gen(7))
     assert video.frames.shape == (1, 3, 16, 16, 3) and np.isfinite(video.frames).all()
+
+
+def test_a_negative_prompt_steers_both_steps(pipe):
+    """`negative_prompt` through the public call is the same as its embeddings given to each step, and changes both
+    the prior and the video."""
+    common = dict(num_inference_steps=2, guidance_scale=3.0, output_type="latent")
+    steered = pipe("a dog", negative_prompt="a cat", num_frames=4, generator=_gen(5), **common)
+    plain = pipe("a dog", num_frames=4, generator=_gen(5), **common)
+    assert not torch.allclose(steered.prior_latents, plain.prior_latents, atol=1e-3)
+    text, negative = pipe.encode_prompt("a dog", "a cat")
+    generator = _gen(5)
+    prior = pipe.generate_prior(prompt_embeds=text, negative_prompt_embeds=negative, generator=generator, **common)
+    video = pipe.animate(prior, prompt_embeds=text, negative_prompt_embeds=negative, num_frames=4,
+                         generator=generator, **common)
+    torch.testing.assert_close(prior.latents, steered.prior_latents)
+    torch.testing.assert_close(video.latents, steered.latents)
+    # The video alone feels it too: the same prior and noise with the empty negative prompt give another video.
+    noise = torch.randn(1, 4, 4, 8, 8, generator=_gen(6))
+    with_cat = pipe.animate(prior, "a dog", "a cat", latents=noise, num_frames=4, **common)
+    without = pipe.animate(prior, "a dog", latents=noise, num_frames=4, **common)
+    assert not torch.allclose(with_cat.latents, without.latents, atol=1e-3)
+
+
+def test_animate_draws_its_noise_with_the_official_offset(pipe):
+    prior = torch.randn(1, 4, 8, 8, generator=_gen(7))
+    common = dict(num_frames=3, num_inference_steps=2, guidance_scale=3.0, output_type="latent")
+    drawn = pipe.animate(prior, "a dog runs", generator=_gen(8), **common)
+    generator = _gen(8)
+    plain = torch.randn(1, 4, 3, 8, 8, generator=generator)
+    offset = torch.randn(1, 4, 3, 1, 1, generator=generator)
+    given = pipe.animate(prior, "a dog runs", latents=plain + 0.1 * offset, **common)
+    torch.testing.assert_close(drawn.latents, given.latents)
+
+
+def test_one_factor_per_video_equals_one_call_each(pipe):
+    """Lists of γm and γa give each video of a batch its own factors, exactly as separate calls do."""
+    prior = torch.randn(1, 4, 8, 8, generator=_gen(9))
+    noise = torch.randn(2, 4, 4, 8, 8, generator=_gen(10))
+    common = dict(num_frames=4, num_inference_steps=2, guidance_scale=3.0, output_type="latent")
+    motion, appearance = [5.0, 80.0], [0.0, 1.0]
+    batch = pipe.animate(prior, ["a dog runs"] * 2, motion_factor=motion, appearance_factor=appearance,
+                         latents=noise, **common)
+    for i in range(2):
+        alone = pipe.animate(prior, "a dog runs", motion_factor=motion[i], appearance_factor=appearance[i],
+                             latents=noise[i:i + 1], **common)
+        torch.testing.assert_close(batch.latents[i:i + 1], alone.latents, atol=1e-4, rtol=0)
+    # Each factor alone changes the video (so the equality above is not that of factors without effect).
+    for factors in (dict(motion_factor=motion, appearance_factor=0.5),
+                    dict(motion_factor=40.0, appearance_factor=appearance)):
+        pair = pipe.animate(prior, ["a dog runs"] * 2, latents=noise[:1].expand(2, -1, -1, -1, -1), **factors,
+                            **common)
+        assert not torch.allclose(pair.latents[0], pair.latents[1], atol=1e-4)

@@ -178,6 +178,27 @@ def test_use_my_own_image(model, session, tmp_path):
     assert result.videos[0].settings["prior"]["file"] == "mine.jpg"
 
 
+def test_every_file_of_a_session_lives_in_its_folder_and_goes_with_it(model, store, tmp_path):
+    """Candidates, an uploaded prior and each video's MP4, GIF and JSON: all in the session's own folder, where no
+    other session sees them, and all deleted with the session."""
+    session, other = store.ensure(None), store.ensure(None)
+    prior(model, session, n=2)
+    upload = tmp_path / "mine.png"
+    PIL.Image.new("RGB", (16, 16), (200, 30, 30)).save(upload)
+    model.use_image(session, str(upload))
+    result = model.animate(session, "it rolls\nit bounces", 50, 1.0, 2, seed=1, **FAST)
+    files = [p.image_path for p in session.priors.values()]
+    files += [p.image_path.with_suffix(".json") for p in session.priors.values()]
+    files += [Path(f) for video in result.videos for f in video.files]
+    assert len(files) == 3 * 2 + 2 * 3
+    assert all(f.is_file() and f.parent == session.folder for f in files)
+    store.delete(session.id)
+    assert not any(f.exists() for f in files)
+    # What is left under the store's root is the other session's folder, untouched.
+    left = [path for path in store.root.rglob("*") if path.is_file()]
+    assert all(other.folder in path.parents for path in left)
+
+
 def test_uploads_are_validated(model, session, tmp_path, monkeypatch):
     text = tmp_path / "notes.png"
     text.write_text("not an image")

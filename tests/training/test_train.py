@@ -206,6 +206,28 @@ def test_image_steps_train_only_spatial_parameters(tmp_path, data, image_fractio
     assert len(optimizer["state"]) == count
 
 
+def test_an_image_step_gives_no_gradient_to_the_temporal_and_higen_parameters(tmp_path, data, monkeypatch):
+    """What an image batch contributes to the gradients themselves, before the optimizer sees them: nothing to the
+    temporal layers, the motion and appearance MLPs or the prior stem. (Under several processes those gradients
+    are averaged with the video processes' ones, so a contribution here would train them on images.)"""
+    seen = []
+    original = train_module.Run._apply_gradients
+
+    def inspect(run, kind):
+        unet = run.accelerator.unwrap_model(run.unet)
+        for name, param in unet.named_parameters():
+            if unet.parameter_kind(name) != "spatial":
+                seen.append((kind, name, param.grad is None or not param.grad.any()))
+        return original(run, kind)
+
+    monkeypatch.setattr(train_module.Run, "_apply_gradients", inspect)
+    assert main(run_args(tmp_path / "run", data, image_fraction=0.5, max_train_steps=2)) == 0
+    image = [(name, zero) for kind, name, zero in seen if kind == "image"]
+    video = [(name, zero) for kind, name, zero in seen if kind == "video"]
+    assert image and all(zero for _, zero in image), [name for name, zero in image if not zero][:5]
+    assert video and not all(zero for _, zero in video)  # a video step does train them
+
+
 def test_spatial_gradients_are_scaled_by_0_2():
     torch.manual_seed(0)
     reference, scaled = tiny_unet(0), tiny_unet(0)
@@ -399,6 +421,17 @@ def test_bad_files_are_skipped_and_counted(tmp_path, data, capsys):
     report = capsys.readouterr().out
     assert "videos usable: 4" in report and "images usable: 4" in report
     assert "3 samples skipped" in report and "gone.mp4" in report and "corrupt.mp4" in report
+
+
+def test_skips_found_in_dataloader_workers_reach_the_report(tmp_path, data):
+    """Decoding in worker processes (the default config uses 2), each skip still reaches the run's report: the
+    workers' records travel with their batches."""
+    out = tmp_path / "run"
+    assert main(run_args(out, data, max_train_steps=8, dataloader_num_workers=2)) == 0
+    skips = json.loads((out / "logs" / "data_skips.json").read_text())
+    assert skips["counts"]["missing"] >= 2 and skips["counts"]["unreadable"] >= 1, skips
+    examples = {Path(p).name for p in sum(skips["examples"].values(), [])}
+    assert {"gone.png", "gone.mp4", "corrupt.mp4"} <= examples
 
 
 def test_nonfinite_losses_skip_steps_then_stop(tmp_path, data, monkeypatch, capsys):

@@ -1,0 +1,49 @@
+"""What a training step feeds the UNet (higen_core.training.objective.model_inputs): a video batch is conditioned
+on its middle frame, on motion factors measured on its own latents and on the appearance rows of the frozen image
+model; an image batch on nothing but its caption, as spatial reasoning is at inference."""
+
+import pytest
+import torch
+
+from higen_core.conditioning import appearance_matrix_from_features, motion_factors_from_latents
+from higen_core.training.config import TrainConfig
+from higen_core.training.models import load_components
+from higen_core.training.objective import model_inputs
+
+
+@pytest.fixture(scope="module")
+def setup():
+    config = TrainConfig(init_from="tiny", vae="tiny", text_encoder="tiny", tokenizer="tiny", appearance_model="tiny",
+                         num_frames=5, height=16, width=16, text_dropout=0.0, uniform_motion_factors=0.0)
+    return config, load_components(config)
+
+
+def frames(batch: int, count: int) -> torch.Tensor:
+    """(B, F, 3, 16, 16) pixels in [-1, 1], every frame different."""
+    return torch.rand(batch, count, 3, 16, 16, generator=torch.Generator().manual_seed(count)) * 2 - 1
+
+
+def test_a_video_is_conditioned_on_its_middle_frame_and_its_own_measurements(setup):
+    config, components = setup
+    width = components.unet.config.appearance_width
+    pixels = frames(2, 5)
+    torch.manual_seed(0)
+    latents, conditions, text = model_inputs({"pixel_values": pixels, "captions": ["a", "b"]}, components, config,
+                                             width, torch.device("cpu"))
+    assert latents.shape == (2, 4, 5, 8, 8) and text.shape[0] == 2
+    torch.testing.assert_close(conditions["spatial_prior"], latents[:, :, 2], rtol=0, atol=0)
+    torch.testing.assert_close(conditions["motion_factors"], motion_factors_from_latents(latents), rtol=0, atol=0)
+    assert conditions["motion_factors"].shape == (2, 4) and (conditions["motion_factors"] > 0).all()
+    with torch.no_grad():
+        features = components.appearance(pixels.flatten(0, 1)).unflatten(0, (2, 5))
+    torch.testing.assert_close(conditions["appearance_matrix"], appearance_matrix_from_features(features, width))
+
+
+def test_an_image_is_conditioned_as_spatial_reasoning_is_at_inference(setup):
+    config, components = setup
+    width = components.unet.config.appearance_width
+    latents, conditions, _ = model_inputs({"pixel_values": frames(3, 1), "captions": ["a", "b", "c"]}, components,
+                                          config, width, torch.device("cpu"))
+    assert latents.shape == (3, 4, 1, 8, 8) and conditions["spatial_prior"] is None
+    assert torch.equal(conditions["motion_factors"], torch.zeros(3))
+    assert torch.equal(conditions["appearance_matrix"], torch.ones(3, 1, width))
