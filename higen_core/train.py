@@ -5,6 +5,7 @@ From the repository's root (relative paths in a config are relative to the worki
 
     python -m higen_core.train --config higen_core/configs/train-tiny.yaml --output-dir runs/tiny   # ~1 min, CPU
     accelerate launch -m higen_core.train --config run.yaml           # several GPUs; FSDP/DeepSpeed: accelerate config
+    torchrun --nproc_per_node 2 -m higen_core.train --config run.yaml # several processes on CPUs (gloo)
     python -m higen_core.train --config run.yaml --resume latest      # the same command continues a stopped run
     python -m higen_core.train --config run.yaml --check-data         # report unusable files, train nothing
     python -m higen_core.train --help                                 # every field, with its default
@@ -33,6 +34,7 @@ objective (the loss and who trains on what), checkpoint and outputs (samples, th
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 import time
@@ -41,7 +43,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from accelerate import Accelerator
+from accelerate import Accelerator, PartialState
 from accelerate.logging import get_logger
 from accelerate.utils import DistributedDataParallelKwargs, ProjectConfiguration, set_seed
 from diffusers.optimization import get_scheduler
@@ -101,14 +103,33 @@ class StepReport:
     stepped: bool = False  # the optimizer stepped: the step counts
 
 
-def make_accelerator(config: TrainConfig, output_dir: Path) -> Accelerator:
+def start_process_group() -> bool:
+    """Join the run's processes, before anything else asks who is the main one; returns whether they run on CPUs.
+
+    Started by torchrun on a machine without CUDA, processes form a (gloo) group only when accelerate is told that
+    they run on CPUs. `accelerate launch --cpu --num_processes N` starts a single process unless it is given an MPI
+    hostfile; that process would train alone while its user believes N do, so it is refused."""
+    several = int(os.environ.get("WORLD_SIZE", "1")) > 1 or int(os.environ.get("OMPI_COMM_WORLD_SIZE", "1")) > 1
+    asked_for_several_cpus = os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes") and \
+        "MASTER_ADDR" in os.environ
+    if asked_for_several_cpus and not several:
+        raise TrainingError("`accelerate launch --cpu --num_processes N` started a single process (without "
+                            "--mpirun_hostfile it starts one). For N processes on this machine's CPUs, run "
+                            "`torchrun --nproc_per_node N -m higen_core.train ...` (or `accelerate launch --multi_gpu "
+                            "--num_processes N ...`, which starts them the same way).")
+    cpu = several and not torch.cuda.is_available()
+    PartialState(cpu=cpu)
+    return cpu
+
+
+def make_accelerator(config: TrainConfig, output_dir: Path, cpu: bool = False) -> Accelerator:
     tracker = None
     if config.report_to == "tensorboard":
         from accelerate.utils import is_tensorboard_available
 
         tracker = "tensorboard" if is_tensorboard_available() else None
     return Accelerator(
-        mixed_precision=config.mixed_precision, gradient_accumulation_steps=config.gradient_accumulation_steps,
+        cpu=cpu, mixed_precision=config.mixed_precision, gradient_accumulation_steps=config.gradient_accumulation_steps,
         log_with=tracker, project_config=ProjectConfiguration(project_dir=str(output_dir),
                                                               logging_dir=str(output_dir / "logs")),
         # Image processes leave the temporal layers unused; DDP must not wait for their gradients.
@@ -125,11 +146,11 @@ class Run:
 
     # --- Setup -----------------------------------------------------------------------------------------------------
 
-    def __init__(self, config: TrainConfig):
+    def __init__(self, config: TrainConfig, cpu: bool = False):
         """The accelerator, this process's role in joint training and the run folder."""
         self.config = config
         self.output_dir = Path(config.output_dir)
-        self.accelerator = make_accelerator(config, self.output_dir)
+        self.accelerator = make_accelerator(config, self.output_dir, cpu)
         self.device, self.world = self.accelerator.device, self.accelerator.num_processes
         if self.device.type == "cpu" and config.cpu_threads:
             torch.set_num_threads(config.cpu_threads)
@@ -271,7 +292,7 @@ class Run:
         if report.nonfinite:
             self._skip_step()
         elif self.accelerator.sync_gradients:
-            self._apply_gradients(kind)
+            self._apply_gradients(kind, all_images=bool(report.images.all()))
             report.stepped = True
         return report
 
@@ -305,11 +326,13 @@ class Run:
                 f"{self.consecutive_nonfinite} non-finite losses in a row at step {self.step}. The weights are those "
                 f"of step {self.step}; lower learning_rate, use mixed_precision bf16, or check the data.")
 
-    def _apply_gradients(self, kind: str) -> None:
+    def _apply_gradients(self, kind: str, all_images: bool) -> None:
         config = self.config
         self.consecutive_nonfinite = 0
-        if self.world == 1 and kind == "image" and config.structure_decoupling:
-            for param in self.non_spatial:  # no gradient at all: AdamW leaves them and their moments alone
+        if all_images and config.structure_decoupling:
+            # Every process took images: the temporal and HiGen parameters got zeros, and a zero gradient still
+            # moves a parameter under AdamW's weight decay. No gradient at all leaves them and their moments alone.
+            for param in self.non_spatial:
                 param.grad = None
         if config.max_grad_norm > 0:
             self.accelerator.clip_grad_norm_(self.unet.parameters(), config.max_grad_norm)
@@ -394,8 +417,9 @@ class Run:
 
 def train(config: TrainConfig) -> int:
     """Train as `config` says; returns the exit code (0, also when stopped by a signal)."""
+    cpu = start_process_group()
     with output_dir_lock(config.output_dir):  # one run at a time in OUTPUT_DIR: a second is refused here
-        run = Run(config)  # accelerator, who trains on what, the run folder
+        run = Run(config, cpu)  # accelerator, who trains on what, the run folder
         datasets = run.load_data()  # the manifests, read before any model loads
         run.load_models()  # UNet, frozen models, optimizer, LR schedule, EMA
         datasets = run.cache_latents(datasets)  # with cache_latents, the datasets' latent caches
