@@ -27,6 +27,7 @@ import torch
 
 from . import video_io
 from .loading import DTYPES, PipelineLoadError, check_source, load_pipeline, set_cpu_threads
+from .lora import apply_lora
 from .pipeline_higen import dpm_scheduler
 
 PROG = "python -m higen_core.generate"
@@ -91,6 +92,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--cpu-threads", type=_number(int, 1), metavar="N",
                         help="threads of torch's CPU work (default: one per two cores; on a busy machine fewer "
                              "threads are faster)")
+    parser.add_argument("--lora", metavar="DIR_OR_FILE",
+                        help="a LoRA to apply: the DIR/lora folder of a LoRA training run, its .safetensors file, or "
+                             "a hub id")
+    parser.add_argument("--lora-scale", type=_number(float, 0, 10), default=1.0, metavar="S",
+                        help="the LoRA's strength (default 1; 0 is the base model)")
     parser.add_argument("--fps", type=_number(float, 1e-3, 1000), help="frame rate (default: the model's)")
     parser.add_argument("--out", required=True, type=Path, metavar="PATH", help="output video: NAME.mp4 or NAME.gif")
     return parser
@@ -134,7 +140,9 @@ def run(args: argparse.Namespace) -> list[str]:
         set_cpu_threads(args.cpu_threads)
         pipe = load_pipeline(args.model, device=args.device, dtype=args.dtype,
                              offload="model" if args.cpu_offload else None, progress_bar=True)
-    except PipelineLoadError as e:
+        if args.lora:
+            apply_lora(pipe, args.lora, args.lora_scale)
+    except (PipelineLoadError, ValueError) as e:
         raise UsageError(str(e))
     if args.scheduler == "dpm":
         pipe.scheduler = dpm_scheduler()
@@ -172,6 +180,8 @@ def run(args: argparse.Namespace) -> list[str]:
             num_frames=num_frames, num_inference_steps=steps, guidance_scale=guidance, height=height,
             width=width, fps=fps, scheduler=args.scheduler, feature_cache_interval=args.feature_cache_interval,
         )
+        if args.lora:
+            settings.update(lora=args.lora, lora_scale=args.lora_scale)
         if path.suffix.lower() == ".mp4":
             written.append(video_io.export_mp4(frames, path, fps=fps, metadata=settings))
         else:

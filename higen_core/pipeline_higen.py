@@ -29,6 +29,7 @@ from diffusers.utils.torch_utils import randn_tensor
 from diffusers.video_processor import VideoProcessor
 
 from .conditioning import appearance_matrix
+from .lora import HiGenLoraLoaderMixin
 from .settings import HiGenSettings
 from .unet_higen import MAX_PERIOD, HiGenUNet3DModel
 
@@ -104,7 +105,7 @@ def _as_list(value, name: str) -> list:
     return [value]
 
 
-class HiGenPipeline(DiffusionPipeline):
+class HiGenPipeline(DiffusionPipeline, HiGenLoraLoaderMixin):
     r"""
     Text-to-video with HiGen: spatial reasoning makes a spatial prior (`generate_prior`), temporal reasoning animates
     it (`animate`), `__call__` does both.
@@ -117,6 +118,8 @@ class HiGenPipeline(DiffusionPipeline):
         scheduler: a diffusers scheduler; `default_scheduler()` is the official sampler.
         settings: what the model recommends (`higen_core.settings.HiGenSettings` or its dict; saved in
             `model_index.json`): the defaults of every call's γm, γa, guidance and steps. None: the paper's values.
+
+    LoRA adapters load as in diffusers (`load_lora_weights`, `set_adapters`, `unload_lora_weights`: higen_core.lora).
     """
 
     model_cpu_offload_seq = "text_encoder->unet->vae"

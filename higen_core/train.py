@@ -51,6 +51,7 @@ from diffusers.training_utils import EMAModel
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
+from .lora import lora_config
 from .pipeline_higen import default_scheduler
 from .training.checkpoint import read_state, resolve_resume, save_checkpoint
 from .training.config import ConfigError, TrainConfig, TrainingError, config_to_json, parse_args
@@ -59,7 +60,7 @@ from .training.latents import build_latent_cache, collate_cached
 from .training.lock import output_dir_lock
 from .training.models import load_components, place_frozen_models
 from .training.objective import KINDS, assign_roles, diffusion_loss, model_inputs, scale_gradients_by_kind
-from .training.outputs import append_log, report_skips, save_final, truncate_log, write_samples
+from .training.outputs import append_log, report_skips, save_final, save_lora, truncate_log, write_samples
 from .training.streams import BatchStream, build_dataset, manifest_errors, resolve_data
 from .unet_higen import HiGenUNet3DModel
 
@@ -188,15 +189,20 @@ class Run:
         if config.gradient_checkpointing:
             unet.enable_gradient_checkpointing()
         self.width = unet.config.appearance_width
-        self.non_spatial = [p for n, p in unet.named_parameters() if unet.parameter_kind(n) != "spatial"]
-        self.grad_factors = scale_gradients_by_kind(unet)
+        if config.lora_rank:
+            # LoRA: only the adapters train; the base weights stay bit-identical.
+            unet.requires_grad_(False)
+            unet.add_adapter(lora_config(config.lora_rank, config.lora_alpha, config.lora_target_modules))
         # The ablation's switches: a decoupling that is off leaves its zero-initialised inputs at zero, so the trained
         # model ignores the prior (structure) or the motion and appearance factors (content) whatever it is given.
         frozen_additions = ([unet.prior_conv_in] if not config.structure_decoupling else []) + (
             [unet.motion_embedding, unet.appearance_embedding] if not config.content_decoupling else [])
         for module in frozen_additions:
             module.requires_grad_(False)
-        trained = [p for p in unet.parameters() if p.requires_grad]
+        self.trained = trained = [p for p in unet.parameters() if p.requires_grad]
+        self.non_spatial = [p for n, p in unet.named_parameters() if p.requires_grad and
+                            unet.parameter_kind(n) != "spatial"]
+        self.grad_factors = scale_gradients_by_kind(unet)
         optimizer = torch.optim.AdamW(trained, lr=config.learning_rate, weight_decay=config.weight_decay,
                                       betas=(config.adam_beta1, config.adam_beta2), eps=config.adam_epsilon)
         lr_scheduler = get_scheduler(config.lr_scheduler, optimizer, num_warmup_steps=config.lr_warmup_steps,
@@ -270,7 +276,7 @@ class Run:
                              disable=not (accelerator.is_local_main_process and config.progress_bar))
         logger.info(f"{self.world} process(es), kinds {self.roles.by_process or self.roles.kinds}, "
                     f"{config.max_train_steps} steps, {sum(p.numel() for p in self.unet.parameters()) / 1e6:.1f}M "
-                    f"parameters", main_process_only=True)
+                    f"parameters, {sum(p.numel() for p in self.trained) / 1e6:.2f}M trained", main_process_only=True)
         self.last_time = time.time()
 
     # --- One optimizer step ----------------------------------------------------------------------------------------
@@ -408,9 +414,13 @@ class Run:
         """The last step's checkpoint (a longer run can continue from it) and DIR/final."""
         self.progress.close()
         self.checkpoint()
-        final = save_final(self.accelerator, self.unet, self.components, self.ema, self.output_dir)
         report_skips(self.accelerator, self.stats, self.output_dir)
-        self.accelerator.print(f"Trained {self.step} steps; pipeline saved to {final}.")
+        if self.config.lora_rank:
+            lora = save_lora(self.accelerator, self.unet, self.output_dir)
+            self.accelerator.print(f"Trained {self.step} steps; LoRA saved to {lora} (pipe.load_lora_weights).")
+        else:
+            final = save_final(self.accelerator, self.unet, self.components, self.ema, self.output_dir)
+            self.accelerator.print(f"Trained {self.step} steps; pipeline saved to {final}.")
         self.accelerator.end_training()
         return 0
 

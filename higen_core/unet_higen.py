@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.loaders import PeftAdapterMixin
 from diffusers.models.attention import AttentionMixin, BasicTransformerBlock
 from diffusers.models.embeddings import TimestepEmbedding
 from diffusers.models.modeling_utils import ModelMixin
@@ -203,7 +204,7 @@ class HiGenUpBlock(_HiGenLevel):
         return hidden_states
 
 
-class HiGenUNet3DModel(ModelMixin, ConfigMixin, AttentionMixin):
+class HiGenUNet3DModel(ModelMixin, ConfigMixin, AttentionMixin, PeftAdapterMixin):
     r"""
     HiGen's 3D-UNet: a ModelScope-style video UNet plus the prior stem, the motion and appearance MLPs and the text
     resampler. Defaults equal the released model.

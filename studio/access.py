@@ -19,8 +19,8 @@ from . import StudioError
 TINY = "tiny"
 # owner/name, as the Hugging Face hub spells a model id.
 HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*")
-REFUSED = ('The studio cannot load that. Give "tiny", or a pipeline folder (or VGen checkpoint file) inside the '
-           "folders this studio allows (python app.py --allow-models).")
+REFUSED = ('The studio cannot load that. Give "tiny", or a pipeline folder (or VGen checkpoint file, or LoRA) inside '
+           "the folders this studio allows (python app.py --allow-models).")
 
 
 def is_loopback(host: str | None) -> bool:
@@ -82,6 +82,10 @@ class ModelSources:
     def base(self, text: str) -> str:
         """The SD 2.x base of a conversion: an allowed hub id or an allowed folder."""
         return text if text in self.hub_ids else str(self._inside(text, Path.is_dir))
+
+    def lora(self, text: str) -> str:
+        """A LoRA: an allowed hub id, or a folder (DIR/lora) or file inside the allowed folders."""
+        return text if text in self.hub_ids else str(self._inside(text, lambda p: p.is_dir() or p.is_file()))
 
     def _inside(self, text: str, kind) -> Path:
         # The same refusal for a path that does not exist, one of the wrong kind and one outside the allowed

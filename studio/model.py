@@ -27,6 +27,7 @@ import torch
 
 from higen_core import HiGenPipeline, HiGenSettings, PipelineLoadError, load_pipeline, video_io
 from higen_core.loading import TINY, resolve_device, resolve_dtype
+from higen_core.lora import apply_lora
 from higen_core.settings import MAX_MOTION_FACTOR
 
 from . import JobStopped, StudioError, inputs
@@ -226,6 +227,7 @@ class StudioModel:
         self.dtype = dtype
         self.is_tiny = is_tiny
         self.offload = False
+        self.lora: dict | None = None  # {"lora": source, "lora_scale": scale} while a LoRA is applied
 
     # ------------------------------------------------------------------------------------------------------------
     # What the UI shows about the model: all of it is what the model's folder recommends (`pipe.settings`).
@@ -292,7 +294,7 @@ class StudioModel:
 
     def describe(self) -> dict:
         return {"model": self.name, "device": str(self.device), "dtype": str(self.dtype).removeprefix("torch."),
-                "offload": self.offload, "tiny": self.is_tiny}
+                "offload": self.offload, "tiny": self.is_tiny, "lora": self.lora}
 
     # ------------------------------------------------------------------------------------------------------------
     # Model panel
@@ -319,6 +321,24 @@ class StudioModel:
             self.pipe.to("cpu")
             self._free_memory()
             self._install(pipe, source, self.device, self.dtype, is_tiny=source == TINY)
+        return self.describe()
+
+    def apply_lora(self, source: str = "", scale=1.0) -> dict:
+        """Apply a LoRA (the DIR/lora folder of a LoRA training run, its file, or an allowed hub id) at `scale`, in
+        place of the one before; an empty `source` removes it. Only what `self.sources` allows is read."""
+        source = inputs.text(source, "The LoRA", multiline=False)
+        scale = inputs.number(scale, "The LoRA scale", 0.0, 2.0)
+        with self._lock:
+            if not source:
+                if self.lora is not None:
+                    self.pipe.unload_lora_weights()
+                self.lora = None
+                return self.describe()
+            try:
+                apply_lora(self.pipe, self.sources.lora(source), scale)
+            except ValueError as e:
+                raise StudioError(str(e)) from None
+            self.lora = {"lora": source, "lora_scale": scale}
         return self.describe()
 
     def set_offload(self, enabled: bool) -> dict:
@@ -426,8 +446,8 @@ class StudioModel:
         return inputs.number(self.default_guidance if guidance is None else guidance, "Guidance", 0, MAX_GUIDANCE)
 
     def _settings(self, kind: str, record_id: str, **values) -> dict:
-        return {"studio": "HiGen Studio", "kind": kind, "id": record_id, "model": self.name, **values,
-                "created": _now()}
+        return {"studio": "HiGen Studio", "kind": kind, "id": record_id, "model": self.name, **(self.lora or {}),
+                **values, "created": _now()}
 
     def check_prior_request(self, prompt, negative_prompt="", seed=0, randomize_seed=False, steps=None,
                             guidance=None, num_candidates=1) -> PriorRequest:

@@ -29,9 +29,9 @@ from .events import QUICK_EVENT, UI_EVENT, user_errors
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # The trainer's fields the form shows; any other field goes in "More fields". Help and defaults come from the
 # trainer itself, so the form cannot drift from it.
-FORM_FIELDS = ("init_from", "video_data", "image_data", "max_train_steps", "learning_rate", "batch_size",
-               "num_frames", "height", "width", "checkpointing_steps", "sample_every", "mixed_precision", "use_ema",
-               "seed")
+FORM_FIELDS = ("init_from", "lora_rank", "video_data", "image_data", "max_train_steps", "learning_rate",
+               "batch_size", "num_frames", "height", "width", "checkpointing_steps", "sample_every",
+               "mixed_precision", "use_ema", "seed")
 # Fields naming files the trainer reads: each item must resolve inside the workspace.
 PATH_FIELDS = {"video_data", "image_data", "video_shards", "image_shards"}
 # Fields naming models: "tiny" (the seeded test components) or a file or folder inside the workspace.

@@ -139,7 +139,8 @@ def restored_inputs(session: Session) -> tuple[list, list]:
 
 def model_markdown(info: dict) -> str:
     offload = "on" if info["offload"] else "off"
-    return (f"**Model** `{info['model']}` · device `{info['device']}` · dtype `{info['dtype']}` · "
+    lora = f" · LoRA `{info['lora']['lora']}` at {info['lora']['lora_scale']:g}" if info.get("lora") else ""
+    return (f"**Model** `{info['model']}`{lora} · device `{info['device']}` · dtype `{info['dtype']}` · "
             f"CPU offload {offload}")
 
 
@@ -207,6 +208,9 @@ class ModelLoading:
     vgen_checkpoint: gr.Textbox
     vgen_base: gr.Textbox
     load: gr.Button
+    lora: gr.Textbox
+    lora_scale: gr.Slider
+    apply_lora: gr.Button
 
 
 @dataclass
@@ -343,7 +347,13 @@ def build_model_panel(model, banner: gr.Markdown, allow_model_loading: bool) -> 
                 vgen_checkpoint = gr.Textbox(label="…or the released VGen checkpoint (.pth)", elem_id="model-vgen")
                 vgen_base = gr.Textbox(label="Base for the checkpoint (SD 2.x folder)", elem_id="model-base")
                 load = gr.Button("Load model", elem_id="model-load")
-            loading = ModelLoading(source, vgen_checkpoint, vgen_base, load)
+            with gr.Group(elem_id="model-lora-group"):
+                lora = gr.Textbox(label="LoRA: the lora folder of a LoRA training run, its file, or a hub id (empty: "
+                                        "none)", elem_id="model-lora")
+                lora_scale = gr.Slider(0.0, 2.0, value=1.0, step=0.05, label="LoRA scale (0: the base model)",
+                                       elem_id="model-lora-scale")
+                apply = gr.Button("Apply LoRA", elem_id="model-lora-apply")
+            loading = ModelLoading(source, vgen_checkpoint, vgen_base, load, lora, lora_scale, apply)
     return ModelPanel(banner, markdown, offload, loading)
 
 
@@ -543,6 +553,13 @@ class Handlers:
                 gr.Slider(value=model.default_steps), gr.Slider(value=model.default_steps))
 
     @user_errors
+    def apply_lora(self, source_text, scale):
+        info = self.model.apply_lora(source_text, scale)
+        lora = info["lora"]
+        gr.Info(f"LoRA {lora['lora']} at scale {lora['lora_scale']:g}." if lora else "No LoRA: the base model.")
+        return model_markdown(info)
+
+    @user_errors
     def toggle_offload(self, enabled):
         return model_markdown(self.model.set_offload(enabled))
 
@@ -611,6 +628,8 @@ def wire_events(demo: gr.Blocks, on: Handlers, state: SessionState, prior: Prior
                        [model.info, model.banner, step2.motion_factor, step2.frames, step2.appearance_factor,
                         prior.guidance, step2.guidance, prior.steps, step2.steps],
                        api_visibility="private", **GPU_EVENT)
+    loading.apply_lora.click(on.apply_lora, [loading.lora, loading.lora_scale], [model.info],
+                             api_visibility="private", **GPU_EVENT)
 
 
 def create_demo(model, store: SessionStore, *, queue_size: int | None = DEFAULT_QUEUE_SIZE,

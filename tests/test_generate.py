@@ -8,6 +8,7 @@ import av
 import numpy as np
 import PIL.Image
 import pytest
+import torch
 
 from higen_core import video_io
 from higen_core.generate import PROG, main
@@ -168,3 +169,27 @@ def test_a_mistyped_relative_folder_is_no_such_folder_not_a_hub_error(tmp_path, 
     assert code == 2 and err.strip() == (f"{PROG}: error: no such folder: assets/shape-model. Give a pipeline folder "
                                          f"or a hub id (owner/name).")
     assert not (tmp_path / "clip.mp4").exists()
+
+
+def test_a_lora_changes_the_video_at_its_scale_and_is_recorded(model_dir, tmp_path):
+    from higen_core.lora import lora_config, lora_state_dict_of
+
+    tuned = tiny_pipeline()
+    tuned.unet.add_adapter(lora_config(4))
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for name, param in tuned.unet.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0, 0.2, generator=generator)
+    lora = tmp_path / "my-lora"
+    HiGenPipeline.save_lora_weights(lora, unet_lora_layers=lora_state_dict_of(tuned.unet))
+    frames = {}
+    for name, extra in (("base", []), ("zero", ["--lora", lora, "--lora-scale", "0"]), ("lora", ["--lora", lora])):
+        code, _, err = generate("--model", model_dir, *FAST, *extra, "--out", tmp_path / f"{name}.mp4")
+        assert code == 0, err
+        frames[name] = video_io.read_mp4_frames(tmp_path / f"{name}.mp4").astype(int)
+    assert np.array_equal(frames["zero"], frames["base"]) and np.abs(frames["lora"] - frames["base"]).max() > 0
+    settings = json.loads((tmp_path / "lora.json").read_text())
+    assert (settings["lora"], settings["lora_scale"]) == (str(lora), 1.0)
+    code, _, err = generate("--model", model_dir, *FAST, "--lora", tmp_path / "nowhere", "--out", tmp_path / "x.mp4")
+    assert code == 2 and "no such LoRA folder or file" in err

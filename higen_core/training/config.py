@@ -24,6 +24,8 @@ from pathlib import Path
 
 import yaml
 
+from ..lora import DEFAULT_LORA_TARGETS
+
 MIXED_PRECISIONS = ("no", "fp16", "bf16")
 FROZEN_DTYPES = ("auto", "float32", "float16", "bfloat16")
 LR_SCHEDULERS = ("constant", "constant_with_warmup", "linear", "cosine")
@@ -70,6 +72,14 @@ class TrainConfig:
         "mixed precision, else float16) on a GPU, float32 on a CPU.", "models")
     gradient_checkpointing: bool = _field(
         False, "Recompute the UNet's activations in the backward pass: less memory, ~30% more time.", "models")
+    lora_rank: int = _field(
+        0, "Train LoRA adapters of this rank instead of every weight (0: full training). The base weights stay as "
+        "they are; DIR/lora gets the adapters in diffusers' LoRA format (pipe.load_lora_weights).", "models")
+    lora_alpha: float | None = _field(None, "LoRA alpha (the adapters' scale is alpha / rank); null: the rank.",
+                                      "models")
+    lora_target_modules: list[str] = _field(
+        DEFAULT_LORA_TARGETS, "Modules (names or ends of names) that get adapters. Default: every attention "
+        "projection (spatial, temporal, the text resampler's) and the motion and appearance MLPs.", "models")
 
     # --- Data ----------------------------------------------------------------------------------------------------
     video_data: list[str] = _field(
@@ -204,6 +214,12 @@ class TrainConfig:
                 kind = "file" if source.endswith(".json") else "folder"
                 check(name, os.path.exists(source), f"no such {kind}: {source}{hint}", show_value=False)
         check("frozen_dtype", self.frozen_dtype in FROZEN_DTYPES, f"must be one of {FROZEN_DTYPES}")
+        check("lora_rank", self.lora_rank >= 0, "must be 0 (full training) or a rank, 1 or more")
+        check("lora_alpha", self.lora_alpha is None or self.lora_alpha > 0, "must be positive, or null")
+        check("lora_target_modules", self.lora_rank == 0 or len(self.lora_target_modules) > 0,
+              "name at least one module for the adapters")
+        check("use_ema", not (self.use_ema and self.lora_rank), "EMA is for full training: turn it off with "
+              "lora_rank > 0")
         check("num_frames", self.num_frames >= 2, "must be at least 2 (one frame is an image: use image_data)")
         check("fps", self.fps > 0, "must be positive")
         for name in ("height", "width"):

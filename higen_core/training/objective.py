@@ -71,8 +71,9 @@ def scale_gradients_by_kind(unet: HiGenUNet3DModel) -> dict[str, float]:
     factor of 0, which freezes the parameters, and the share of the clipped norm change the steps it takes.)"""
     factors = {"spatial": 1.0, "temporal": 1.0, "higen": 1.0}
     for name, param in unet.named_parameters():
-        kind = unet.parameter_kind(name)
-        param.register_hook(lambda grad, kind=kind: grad * factors[kind])
+        if param.requires_grad:  # frozen ones (the base under LoRA, the ablation's) get no gradient to scale
+            kind = unet.parameter_kind(name)
+            param.register_hook(lambda grad, kind=kind: grad * factors[kind])
     return factors
 
 

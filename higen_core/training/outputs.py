@@ -1,6 +1,6 @@
 # Copyright 2026 The HiGen Studio authors. Licensed under the Apache License, Version 2.0.
-"""What a run writes besides its checkpoints: sample videos, the final pipeline folder, the data skips and the
-per-step log."""
+"""What a run writes besides its checkpoints: sample videos, the final pipeline folder (or a LoRA run's adapters),
+the data skips and the per-step log."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from accelerate import Accelerator
 from accelerate.logging import get_logger
 from diffusers.training_utils import EMAModel
 
+from ..lora import lora_state_dict_of
 from ..pipeline_higen import HiGenPipeline, default_scheduler
 from ..unet_higen import HiGenUNet3DModel
 from ..video_io import export_gif, export_mp4
@@ -75,6 +76,21 @@ def save_final(accelerator: Accelerator, unet, components: Components, ema: EMAM
         tmp.replace(final)
     accelerator.wait_for_everyone()
     return final
+
+
+def save_lora(accelerator: Accelerator, unet, output_dir: Path) -> Path:
+    """DIR/lora: the adapters alone, in diffusers' LoRA format, written beside and then moved in."""
+    model = accelerator.unwrap_model(unet)
+    folder = output_dir / "lora"
+    if accelerator.is_main_process:
+        tmp = output_dir / "lora.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        HiGenPipeline.save_lora_weights(tmp, unet_lora_layers=lora_state_dict_of(model))
+        if folder.exists():
+            shutil.rmtree(folder)
+        tmp.replace(folder)
+    accelerator.wait_for_everyone()
+    return folder
 
 
 def report_skips(accelerator: Accelerator, stats: SkipStats, output_dir: Path) -> None:

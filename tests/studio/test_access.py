@@ -10,7 +10,7 @@ from studio.model import StudioModel
 from studio.sessions import SessionStore
 from studio.ui import create_demo
 
-OPERATOR_HANDLERS = {"load_model", "toggle_offload"}
+OPERATOR_HANDLERS = {"load_model", "toggle_offload", "apply_lora"}
 
 
 def test_loopback_hosts():
@@ -50,7 +50,8 @@ def test_a_public_studio_registers_no_operator_event(model, store):
         dependencies = demo.config["dependencies"]
         assert len(dependencies) == len(demo.fns)
         ids = {b.elem_id for b in demo.blocks.values()}
-        assert not {"model-source", "model-vgen", "model-base", "model-load", "model-loading"} & ids, name
+        assert not {"model-source", "model-vgen", "model-base", "model-load", "model-loading", "model-lora",
+                     "model-lora-apply"} & ids, name
         assert next(b for b in demo.blocks.values() if b.elem_id == "model-offload").interactive is False
 
 

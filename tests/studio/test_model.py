@@ -3,6 +3,7 @@ no UI, no server."""
 
 import json
 import pickle
+import re
 import shutil
 import subprocess
 import sys
@@ -379,3 +380,45 @@ def test_load_another_model_and_vgen_conversion_is_cached(tmp_path, monkeypatch)
     with pytest.raises(StudioError, match="Give a pipeline folder"):
         other.load_other()
     assert other.load_other(source="tiny")["tiny"] is True
+
+
+def test_a_lora_from_an_allowed_folder_changes_the_videos_and_is_recorded(tmp_path):
+    from higen_core import HiGenPipeline
+    from higen_core.lora import lora_config, lora_state_dict_of
+    from higen_core.testing import tiny_pipeline
+    from studio.access import REFUSED
+    from studio.sessions import SessionStore
+
+    tuned = tiny_pipeline()
+    tuned.unet.add_adapter(lora_config(4))
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for name, param in tuned.unet.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0, 0.2, generator=generator)
+    allowed = tmp_path / "allowed"
+    HiGenPipeline.save_lora_weights(allowed / "lora", unet_lora_layers=lora_state_dict_of(tuned.unet))
+    model = StudioModel(tiny_pipeline(), "tiny", is_tiny=True, sources=ModelSources((allowed,)))
+    store = SessionStore(tmp_path / "sessions")
+    session = store.ensure(None)
+    prior(model, session)
+
+    def video():
+        return model.animate(session, "it rolls", 50, 1.0, 2, seed=1, **FAST).videos[0]
+
+    base = video()
+    info = model.apply_lora(str(allowed / "lora"), 0.5)
+    assert info["lora"] == {"lora": str(allowed / "lora"), "lora_scale": 0.5}
+    with_lora = video()
+    assert (with_lora.settings["lora"], with_lora.settings["lora_scale"]) == (str(allowed / "lora"), 0.5)
+    frames = lambda v: video_io.read_mp4_frames(v.mp4_path).astype(int)
+    assert np.abs(frames(with_lora) - frames(base)).max() > 0
+    assert model.apply_lora("", 1.0)["lora"] is None
+    again = video()
+    assert np.array_equal(frames(again), frames(base)) and "lora" not in again.settings
+    elsewhere = tmp_path / "elsewhere"
+    shutil.copytree(allowed / "lora", elsewhere)
+    for source in (str(elsewhere), str(allowed / "missing"), "../../etc"):
+        with pytest.raises(StudioError, match=re.escape(REFUSED)):
+            model.apply_lora(source, 1.0)
+    store.close()
