@@ -184,6 +184,16 @@ def validate_image(path) -> PIL.Image.Image:
                           f"{', '.join(UPLOAD_FORMATS.values())}.") from None
 
 
+def shown_name(source: str, parts: int = 1) -> str:
+    """How a model or LoRA is named on the page and in every file the studio writes: a folder or file by the last
+    `parts` parts of its path, never its whole path on the server (which would tell visitors how the server is laid
+    out); "tiny" and hub ids as they are."""
+    path = Path(source).expanduser()
+    if not path.exists():
+        return source
+    return "/".join(path.resolve().parts[-parts:])
+
+
 def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
@@ -293,7 +303,7 @@ class StudioModel:
         return list(dict.fromkeys(word for text in texts for word in self.settings.unknown_words(text)))
 
     def describe(self) -> dict:
-        return {"model": self.name, "device": str(self.device), "dtype": str(self.dtype).removeprefix("torch."),
+        return {"model": shown_name(self.name), "device": str(self.device), "dtype": str(self.dtype).removeprefix("torch."),
                 "offload": self.offload, "tiny": self.is_tiny, "lora": self.lora}
 
     # ------------------------------------------------------------------------------------------------------------
@@ -338,7 +348,7 @@ class StudioModel:
                 apply_lora(self.pipe, self.sources.lora(source), scale)
             except ValueError as e:
                 raise StudioError(str(e)) from None
-            self.lora = {"lora": source, "lora_scale": scale}
+            self.lora = {"lora": shown_name(source, parts=2), "lora_scale": scale}
         return self.describe()
 
     def set_offload(self, enabled: bool) -> dict:
@@ -446,7 +456,8 @@ class StudioModel:
         return inputs.number(self.default_guidance if guidance is None else guidance, "Guidance", 0, MAX_GUIDANCE)
 
     def _settings(self, kind: str, record_id: str, **values) -> dict:
-        return {"studio": "HiGen Studio", "kind": kind, "id": record_id, "model": self.name, **(self.lora or {}),
+        return {"studio": "HiGen Studio", "kind": kind, "id": record_id, "model": shown_name(self.name),
+                **(self.lora or {}),
                 **values, "created": _now()}
 
     def check_prior_request(self, prompt, negative_prompt="", seed=0, randomize_seed=False, steps=None,

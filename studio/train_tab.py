@@ -72,6 +72,7 @@ class TrainingWorkspace:
         self.trainer = trainer or [sys.executable, "-m", "higen_core.train"]
         self.process: subprocess.Popen | None = None
         self.output_dir: Path | None = None
+        self.stopped = False  # the run was sent SIGTERM (it saves a checkpoint and exits with 0)
 
     # ------------------------------------------------------------------------------------------------------------
     # Paths
@@ -157,6 +158,9 @@ class TrainingWorkspace:
                 command += [flag, *items]
             else:
                 command.append(f"{flag}={self._checked_value(name, value)}")
+        if "progress_bar" not in fields:
+            # The tab plots progress; in the log file a progress bar is a line for every refresh.
+            command.append("--progress-bar=false")
         if inputs.flag(resume, "Resume"):
             command.append("--resume=latest")
         return command
@@ -180,6 +184,7 @@ class TrainingWorkspace:
                                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                             start_new_session=True)
         self.output_dir = output_dir
+        self.stopped = False
         return self.process.pid
 
     def stop(self) -> str:
@@ -187,6 +192,7 @@ class TrainingWorkspace:
             return "No run is going on."
         # The trainer alone: it saves a checkpoint and stops its own data workers.
         self.process.send_signal(signal.SIGTERM)
+        self.stopped = True
         return f"Sent SIGTERM to pid {self.process.pid}: it saves a checkpoint at the next step and exits."
 
     def status(self) -> str:
@@ -196,7 +202,11 @@ class TrainingWorkspace:
         where = f"{self.output_dir.relative_to(self.root)}" if self.output_dir else ""
         if code is None:
             return f"Running: pid {self.process.pid}, output {where}."
-        return f"Finished with exit code {code}: output {where}."
+        if code != 0:
+            return f"Failed with exit code {code}: the log below says why. Output {where}."
+        if self.stopped:
+            return f"Stopped at a checkpoint: tick “Resume” and start again to go on. Output {where}."
+        return f"Finished: output {where}."
 
     # ------------------------------------------------------------------------------------------------------------
     # What a run leaves in its folder

@@ -18,7 +18,7 @@ stopping = []
 signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
 print("fake trainer", " ".join(sys.argv[1:]), flush=True)
 step = 0
-while not stopping and step < 1200:  # stops by itself after about a minute whatever happens
+while not stopping and step < min(int(getattr(args, "max_train_steps", 1200)), 1200):  # a minute at most
     step += 1
     with open(out / "logs" / "train_log.jsonl", "a") as log:
         log.write(json.dumps({"step": step, "loss": 1.0 / step, "lr": 1e-4, "samples_per_s": 20.0,
@@ -29,4 +29,4 @@ while not stopping and step < 1200:  # stops by itself after about a minute what
         (checkpoint / "complete").touch()
     print(f"step {step} loss {1.0 / step:.4f}", flush=True)
     time.sleep(0.05)
-print("SIGTERM: saved a checkpoint, exiting", flush=True)
+print("SIGTERM: saved a checkpoint, exiting" if stopping else "finished", flush=True)

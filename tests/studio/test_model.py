@@ -325,6 +325,9 @@ def test_the_bundled_demo_model_runs_with_its_recorded_settings(shapes_model, se
     # the factors and guidance left unset are the ones its folder records, measured on it
     settings = result.videos[0].settings
     assert (settings["motion_factor"], settings["appearance_factor"], settings["guidance_scale"]) == (10.0, 0.2, 3.0)
+    # the model is named by its folder, never by where the server keeps it (the MP4 carries the same settings)
+    assert settings["model"] == made.settings["model"] == shapes_model.describe()["model"] == "shapes-model"
+    assert video_io.read_mp4_metadata(result.videos[0].mp4_path)["model"] == "shapes-model"
     # its examples are captions of its own world, and step 2's animate the first example prior inside its range
     for example in shapes_model.example_prompts:
         parse_caption(example)  # raises for a caption outside the world (a background it never saw, say)
@@ -375,8 +378,8 @@ def test_load_another_model_and_vgen_conversion_is_cached(tmp_path, monkeypatch)
     assert first == second and len(conversions) == 1 and not list((tmp_path / "cache").glob("*.partial-*"))
 
     info = other.load_other(vgen_checkpoint=str(checkpoint), base="owner/sd-2-1-base")
-    assert info["model"] == str(first) and info["tiny"] is False and len(conversions) == 1
-    assert other.load_other(source=str(saved))["model"] == str(saved)
+    assert info["model"] == first.name and info["tiny"] is False and len(conversions) == 1
+    assert other.load_other(source=str(saved))["model"] == saved.name
     with pytest.raises(StudioError, match="Give a pipeline folder"):
         other.load_other()
     assert other.load_other(source="tiny")["tiny"] is True
@@ -408,9 +411,9 @@ def test_a_lora_from_an_allowed_folder_changes_the_videos_and_is_recorded(tmp_pa
 
     base = video()
     info = model.apply_lora(str(allowed / "lora"), 0.5)
-    assert info["lora"] == {"lora": str(allowed / "lora"), "lora_scale": 0.5}
+    assert info["lora"] == {"lora": "allowed/lora", "lora_scale": 0.5}  # no server path on the page or in files
     with_lora = video()
-    assert (with_lora.settings["lora"], with_lora.settings["lora_scale"]) == (str(allowed / "lora"), 0.5)
+    assert (with_lora.settings["lora"], with_lora.settings["lora_scale"]) == ("allowed/lora", 0.5)
     frames = lambda v: video_io.read_mp4_frames(v.mp4_path).astype(int)
     assert np.abs(frames(with_lora) - frames(base)).max() > 0
     assert model.apply_lora("", 1.0)["lora"] is None

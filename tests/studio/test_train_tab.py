@@ -51,7 +51,7 @@ def test_the_command_is_an_exact_argument_list(workspace):
     root = str(workspace.root)
     assert command == [*FAKE_TRAINER, f"--config={root}/configs/tiny.yaml", f"--output-dir={root}/runs/a",
                        "--max-train-steps=20", "--video-data", f"{root}/data", "--use-ema=true",
-                       "--sample-prompts", "a red circle", "a blue square", "--resume=latest"]
+                       "--sample-prompts", "a red circle", "a blue square", "--progress-bar=false", "--resume=latest"]
     for more, message in (("no_such_field: 1", "not a field"), ("output_dir: /", "the form's output folder"),
                           ("cache_dir: cache", "not a free field"), ("resume: latest", "not a free field"),
                           ("config: configs/tiny.yaml", "not a free field"), ("just words", "one field per line"),
@@ -81,8 +81,18 @@ def test_a_run_streams_its_log_plots_its_loss_lists_checkpoints_and_stops(worksp
     assert "SIGTERM" in workspace.stop()
     assert workspace.process.wait(timeout=20) == 0
     assert "exiting" in workspace.log_tail(output)
-    assert workspace.status().startswith("Finished with exit code 0")
+    assert workspace.status().startswith("Stopped at a checkpoint: tick “Resume”")
     assert workspace.stop() == "No run is going on."
+
+
+def test_a_run_that_ends_by_itself_or_fails_says_so(workspace, tmp_path):
+    output = workspace.resolve("runs/short")
+    fields = workspace.parse_fields({"max_train_steps": "2"}, "")
+    workspace.start(workspace.build_command("", "runs/short", fields, False), output)
+    assert workspace.process.wait(timeout=60) == 0 and workspace.status().startswith("Finished: output runs/short")
+    failing = TrainingWorkspace(tmp_path / "ws", trainer=[sys.executable, "-c", "import sys; sys.exit(3)"])
+    failing.start([*failing.trainer], failing.resolve("runs/x"))
+    assert failing.process.wait(timeout=60) == 3 and failing.status().startswith("Failed with exit code 3")
 
 
 def test_a_half_written_log_line_is_skipped(workspace):
@@ -130,7 +140,7 @@ def test_every_path_and_model_field_stays_in_the_workspace(workspace, tmp_path):
     fields = workspace.parse_fields({"init_from": "models/unet.json"}, "vae: tiny\ntext_encoder: models")
     command = workspace.build_command("", "runs/a", fields, False)
     root = workspace.root
-    assert command[-3:] == [f"--init-from={root}/models/unet.json", "--vae=tiny", f"--text-encoder={root}/models"]
+    assert command[-4:-1] == [f"--init-from={root}/models/unet.json", "--vae=tiny", f"--text-encoder={root}/models"]
 
 
 def test_an_injection_attempt_writes_nothing_outside_the_workspace(workspace, tmp_path):
