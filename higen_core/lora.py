@@ -23,6 +23,8 @@ import torch
 from diffusers.loaders.lora_base import LoraBaseMixin, _fetch_state_dict
 
 LORA_WEIGHT_NAME = "pytorch_lora_weights.safetensors"
+# What lora_state_dict passes on to huggingface_hub when it reads a LoRA from the Hub.
+HUB_OPTIONS = ("cache_dir", "force_download", "proxies", "local_files_only", "token", "revision", "subfolder")
 # Module names (or suffixes of them) that get adapters: attention projections everywhere, and the two factor MLPs.
 DEFAULT_LORA_TARGETS = ["to_q", "to_k", "to_v", "to_out.0", "motion_embedding.linear_1", "motion_embedding.linear_2",
                         "appearance_embedding.linear_1", "appearance_embedding.linear_2"]
@@ -42,6 +44,12 @@ def lora_state_dict_of(unet) -> dict[str, torch.Tensor]:
     from peft.utils import get_peft_model_state_dict
 
     return get_peft_model_state_dict(unet)
+
+
+def lora_metadata_of(unet, adapter_name: str = "default") -> dict:
+    """The adapter's configuration (rank, alpha, targets), saved beside its weights: without it a loader takes
+    alpha to be the rank, and an adapter trained with another alpha comes back at another strength."""
+    return unet.peft_config[adapter_name].to_dict()
 
 
 def _check_fits(unet: torch.nn.Module, state_dict: dict[str, torch.Tensor]) -> None:
@@ -71,24 +79,19 @@ class HiGenLoraLoaderMixin(LoraBaseMixin):
     unet_name = "unet"
 
     @classmethod
-    def lora_state_dict(cls, pretrained_model_name_or_path_or_dict: str | os.PathLike | dict, **kwargs):
-        """The LoRA state dict of a folder, file, hub id or dict (and its adapter metadata with
-        `return_lora_metadata=True`). Hub options (`cache_dir`, `token`, `revision`, `subfolder`, `weight_name`, ...)
-        are passed on."""
-        return_metadata = kwargs.pop("return_lora_metadata", False)
-        use_safetensors = kwargs.pop("use_safetensors", None)
+    def lora_state_dict(cls, pretrained_model_name_or_path_or_dict: str | os.PathLike | dict,
+                        weight_name: str | None = None, return_lora_metadata: bool = False, **hub_options):
+        """The LoRA state dict of a folder, file, hub id or dict (with its adapter metadata if
+        `return_lora_metadata`). `hub_options` are huggingface_hub's: cache_dir, force_download, proxies,
+        local_files_only, token, revision, subfolder. Only safetensors files are read: a pickle can run code."""
+        unknown = sorted(set(hub_options) - set(HUB_OPTIONS))
+        if unknown:
+            raise TypeError(f"lora_state_dict() got unexpected options: {', '.join(unknown)}")
         state_dict, metadata = _fetch_state_dict(
-            pretrained_model_name_or_path_or_dict=pretrained_model_name_or_path_or_dict,
-            weight_name=kwargs.pop("weight_name", None),
-            use_safetensors=True if use_safetensors is None else use_safetensors,
-            local_files_only=kwargs.pop("local_files_only", None), cache_dir=kwargs.pop("cache_dir", None),
-            force_download=kwargs.pop("force_download", False), proxies=kwargs.pop("proxies", None),
-            token=kwargs.pop("token", None), revision=kwargs.pop("revision", None),
-            subfolder=kwargs.pop("subfolder", None), user_agent={"file_type": "attn_procs_weights"},
-            allow_pickle=use_safetensors is None)
-        if kwargs:
-            raise TypeError(f"lora_state_dict() got unexpected options: {', '.join(sorted(kwargs))}")
-        return (state_dict, metadata) if return_metadata else state_dict
+            pretrained_model_name_or_path_or_dict=pretrained_model_name_or_path_or_dict, weight_name=weight_name,
+            use_safetensors=True, allow_pickle=False, user_agent={"file_type": "attn_procs_weights"},
+            **{name: hub_options.get(name, False if name == "force_download" else None) for name in HUB_OPTIONS})
+        return (state_dict, metadata) if return_lora_metadata else state_dict
 
     def load_lora_weights(self, pretrained_model_name_or_path_or_dict, adapter_name: str | None = None,
                           hotswap: bool = False, **kwargs) -> None:

@@ -32,3 +32,29 @@ def test_motion_factor_is_the_rounded_latent_distance():
     latents[:, :, 1] = 1.0  # frame 0 -> 1 moves by sqrt(16) = 4; frame 1 -> 2 by 4 again
     latents[:, 0, 2] = 10.0
     assert motion_factors_from_latents(latents).tolist() == [[4.0, round((4 * 81 + 12) ** 0.5)]]
+
+
+def test_the_shortest_clips_and_wrong_shapes():
+    # One frame is a prior: its matrix is the single similarity 1, padded to the width.
+    assert torch.equal(appearance_matrix(0.7, 1), torch.ones(1, 1))
+    assert torch.equal(appearance_matrix(0.7, 1, 3), torch.tensor([[1.0, 0.0, 0.0]]))
+    with pytest.raises(ValueError, match="num_frames must be at least 1; got 0"):
+        appearance_matrix(0.5, 0)
+    # Two frames are the fewest that move, whatever the latents' height.
+    pair = torch.zeros(1, 4, 2, 1, 1)
+    pair[:, :, 1] = 0.5
+    assert motion_factors_from_latents(pair).tolist() == [[1.0]]
+    for shape in ((1, 4, 1, 8, 8), (1, 4, 8, 8)):
+        with pytest.raises(ValueError, match=rf"F >= 2; got shape \({shape[0]}, {shape[1]},"):
+            motion_factors_from_latents(torch.zeros(shape))
+    with pytest.raises(ValueError, match=r"features must be \(B, F, D\); got shape \(5, 16\)"):
+        appearance_matrix_from_features(torch.zeros(5, 16))
+
+
+def test_the_appearance_matrix_of_features_is_as_wide_as_the_clip_by_default():
+    features = torch.randn(2, 3, 16, generator=torch.Generator().manual_seed(0))
+    matrix = appearance_matrix_from_features(features)
+    assert matrix.shape == (2, 3, 3)
+    torch.testing.assert_close(matrix, appearance_matrix_from_features(features, 3))
+    with pytest.raises(ValueError, match="appearance width is 2"):
+        appearance_matrix_from_features(features, 2)

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from higen_core import HiGenPipeline
-from higen_core.lora import LORA_WEIGHT_NAME, lora_config, lora_state_dict_of
+from higen_core.lora import LORA_WEIGHT_NAME, apply_lora, lora_config, lora_metadata_of, lora_state_dict_of
 from higen_core.testing import tiny_pipeline
 
 
@@ -67,3 +67,74 @@ def test_what_is_not_a_lora_is_refused_clearly(tmp_path):
         pipe.load_lora_weights({"unet.conv_in.weight": torch.zeros(1)})
     with pytest.raises(ValueError, match="no weights for the UNet"):
         pipe.load_lora_weights({"text_encoder.x.lora_A.weight": torch.zeros(1)})
+
+
+def test_a_new_adapter_is_the_base_model_and_alpha_sets_its_scale():
+    pipe = tiny_pipeline()
+    base = video(pipe)
+    pipe.unet.add_adapter(lora_config(4))
+    assert torch.equal(video(pipe), base)  # B starts at zero
+    assert (lora_config(4).lora_alpha, lora_config(4, 16).lora_alpha, lora_config(4).r) == (4, 16, 4)
+    assert lora_config(2, targets=["to_q"]).target_modules == {"to_q"}
+
+
+def random_adapter(pipe, rank=4, alpha=None, seed=1):
+    pipe.unet.add_adapter(lora_config(rank, alpha))
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, param in pipe.unet.named_parameters():
+            if "lora_B" in name:
+                param.copy_(torch.randn(param.shape, generator=generator) * 0.1)
+    return lora_state_dict_of(pipe.unet)
+
+
+def test_alpha_and_a_file_name_of_ones_own_survive_saving(tmp_path):
+    tuned = tiny_pipeline()
+    layers = random_adapter(tuned, rank=4, alpha=16)
+    HiGenPipeline.save_lora_weights(tmp_path, unet_lora_layers=layers, weight_name="mine.safetensors",
+                                    unet_lora_adapter_metadata=lora_metadata_of(tuned.unet))
+    assert (tmp_path / "mine.safetensors").is_file() and not (tmp_path / LORA_WEIGHT_NAME).exists()
+    pipe = tiny_pipeline()
+    pipe.load_lora_weights(tmp_path, weight_name="mine.safetensors")
+    torch.testing.assert_close(video(pipe), video(tuned), rtol=0, atol=1e-5)
+    with pytest.raises(ValueError, match="Give unet_lora_layers"):
+        HiGenPipeline.save_lora_weights(tmp_path, unet_lora_layers={})
+    with pytest.raises(TypeError, match="unexpected options: tokenn"):
+        HiGenPipeline.lora_state_dict(tmp_path, weight_name="mine.safetensors", tokenn="x")
+
+
+def test_a_lora_made_for_another_network_is_refused_in_one_line():
+    layers = {f"unet.{k}": v for k, v in random_adapter(tiny_pipeline()).items()}
+    key_a = next(k for k in layers if k.endswith("attn1.to_q.lora_A.weight"))
+    key_b = key_a.replace("lora_A", "lora_B")
+    module = key_a[len("unet."):-len(".lora_A.weight")]
+    pipe = tiny_pipeline()
+    features = pipe.unet.get_submodule(module)
+    wider_in = {**layers, key_a: torch.zeros(4, features.in_features + 1)}
+    with pytest.raises(ValueError, match=f"{module} has {features.in_features} features where the LoRA has "
+                                         f"{features.in_features + 1}"):
+        pipe.load_lora_weights(wider_in)
+    wider_out = {**layers, key_b: torch.zeros(features.out_features + 2, 4)}
+    with pytest.raises(ValueError, match=f"has {features.out_features} features where the LoRA has "
+                                         f"{features.out_features + 2}"):
+        pipe.load_lora_weights(wider_out)
+    elsewhere = {**layers, "unet.no_such_block.to_q.lora_A.weight": torch.zeros(4, 8)}
+    with pytest.raises(ValueError, match="adapts no_such_block.to_q, which this model does not have"):
+        pipe.load_lora_weights(elsewhere)
+    assert not pipe.get_list_adapters()  # nothing was half-loaded
+
+
+def test_apply_lora_takes_a_folder_or_its_file_and_replaces_the_one_before(adapter, tmp_path):
+    tuned, folder = adapter
+    pipe = tiny_pipeline()
+    base = video(pipe)
+    apply_lora(pipe, folder / LORA_WEIGHT_NAME)
+    torch.testing.assert_close(video(pipe), tuned, rtol=0, atol=1e-5)
+    apply_lora(pipe, folder, scale=0.0)  # the same name again: replaced, not stacked
+    assert pipe.get_list_adapters() == {"unet": ["lora"]}
+    torch.testing.assert_close(video(pipe), base, rtol=0, atol=1e-5)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="holds no pytorch_lora_weights.safetensors"):
+        apply_lora(pipe, tmp_path / "empty")
+    with pytest.raises(ValueError, match="no such LoRA folder or file"):
+        apply_lora(pipe, tmp_path / "missing")

@@ -13,7 +13,7 @@ from accelerate import Accelerator
 from accelerate.logging import get_logger
 from diffusers.training_utils import EMAModel
 
-from ..lora import lora_state_dict_of
+from ..lora import lora_metadata_of, lora_state_dict_of
 from ..pipeline_higen import HiGenPipeline, default_scheduler
 from ..unet_higen import HiGenUNet3DModel
 from ..video_io import export_gif, export_mp4
@@ -85,7 +85,8 @@ def save_lora(accelerator: Accelerator, unet, output_dir: Path) -> Path:
     if accelerator.is_main_process:
         tmp = output_dir / "lora.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
-        HiGenPipeline.save_lora_weights(tmp, unet_lora_layers=lora_state_dict_of(model))
+        HiGenPipeline.save_lora_weights(tmp, unet_lora_layers=lora_state_dict_of(model),
+                                        unet_lora_adapter_metadata=lora_metadata_of(model))
         if folder.exists():
             shutil.rmtree(folder)
         tmp.replace(folder)

@@ -24,7 +24,7 @@ TINY_DATA = REPO / "assets" / "tiny-data"
 
 
 def lora_args(out: Path, **fields) -> list[str]:
-    values = {"output_dir": out, "lora_rank": 4, "max_train_steps": 4, "checkpointing_steps": 2, "sample_every": 0,
+    values = {"output_dir": out, "lora_rank": 4, "lora_alpha": 8, "max_train_steps": 4, "checkpointing_steps": 2, "sample_every": 0,
               "progress_bar": "false", "lr_warmup_steps": 0, "learning_rate": 1e-2,
               "video_data": TINY_DATA / "videos.jsonl", "image_data": TINY_DATA / "images.jsonl", **fields}
     return ["--config", str(TINY)] + [item for k, v in values.items() for item in (f"--{k}", str(v))]
@@ -73,9 +73,9 @@ def test_a_lora_run_keeps_the_base_resumes_exactly_and_saves_a_loadable_adapter(
             assert torch.equal(value, base[name.replace(".base_layer", "")]), name
     assert any("lora_B" in k and v.abs().sum() > 0 for k, v in state.items())  # the adapters did learn
 
-    # DIR/lora in a fresh pipeline is the network the run trained.
+    # DIR/lora in a fresh pipeline is the network the run trained, at its alpha.
     trained = tiny_pipeline()
-    trained.unet.add_adapter(lora_config(4))
+    trained.unet.add_adapter(lora_config(4, 8))
     trained.unet.load_state_dict(state)
     loaded = tiny_pipeline()
     loaded.load_lora_weights(straight / "lora")
