@@ -136,5 +136,25 @@ def test_apply_lora_takes_a_folder_or_its_file_and_replaces_the_one_before(adapt
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="holds no pytorch_lora_weights.safetensors"):
         apply_lora(pipe, tmp_path / "empty")
-    with pytest.raises(ValueError, match="no such LoRA folder or file"):
-        apply_lora(pipe, tmp_path / "missing")
+    for missing in (tmp_path / "missing", "./missing", "missing", "runs/missing/lora", "~/missing"):
+        with pytest.raises(ValueError, match=f"no such LoRA folder or file: {missing}"):
+            apply_lora(pipe, missing)
+
+
+def test_a_fused_lora_gives_the_same_video_and_unfuses_to_the_base(adapter):
+    tuned, folder = adapter
+    pipe = tiny_pipeline()
+    base = video(pipe)
+    pipe.load_lora_weights(folder, adapter_name="mine")
+    weight = pipe.unet.conv_in.weight.clone()
+    query = next(m for n, m in pipe.unet.named_modules() if n.endswith("attn1.to_q"))
+    before = query.base_layer.weight.clone()
+    pipe.fuse_lora()
+    assert not torch.equal(query.base_layer.weight, before)  # folded into the base weights
+    torch.testing.assert_close(video(pipe), tuned, rtol=0, atol=1e-4)
+    pipe.unfuse_lora()
+    assert torch.allclose(query.base_layer.weight, before, atol=1e-6)
+    torch.testing.assert_close(video(pipe), tuned, rtol=0, atol=1e-4)  # the adapter, unfused, is still on
+    pipe.unload_lora_weights()  # unfusing subtracts what fusing added: equal up to float rounding
+    torch.testing.assert_close(video(pipe), base, rtol=0, atol=1e-4)
+    assert torch.equal(pipe.unet.conv_in.weight, weight)
