@@ -124,3 +124,18 @@ def tiny_pipeline(seed: int = 0, **unet_overrides) -> HiGenPipeline:
     pipe = HiGenPipeline(**tiny_components(seed, **unet_overrides))
     pipe.set_progress_bar_config(disable=True)
     return pipe
+
+
+def add_random_lora_(pipe: HiGenPipeline, rank: int = 4, alpha: float | None = None, seed: int = 0,
+                     std: float = 0.1) -> dict:
+    """Give `pipe`'s UNet a LoRA adapter whose B matrices are random (a new adapter's are zero, which is the base
+    model; a trained one's are not). Returns its weights, as `HiGenPipeline.save_lora_weights` takes them."""
+    from .lora import lora_config, lora_state_dict_of
+
+    pipe.unet.add_adapter(lora_config(rank, alpha))
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, param in pipe.unet.named_parameters():
+            if "lora_B" in name:
+                param.copy_(torch.randn(param.shape, generator=generator) * std)
+    return lora_state_dict_of(pipe.unet)

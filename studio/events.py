@@ -40,25 +40,21 @@ class StudioBlocks(gr.Blocks):
     methods from below is Gradio's refusal of the request."""
 
     async def preprocess_data(self, block_fn, *args, **kwargs):
-        try:
-            return await super().preprocess_data(block_fn, *args, **kwargs)
-        except gr.Error:
-            raise
-        except Exception as e:
-            raise self._refusal(block_fn, e) from None
+        return await self._refusing(block_fn, super().preprocess_data(block_fn, *args, **kwargs))
 
     async def call_function(self, block_fn, *args, **kwargs):
+        return await self._refusing(block_fn, super().call_function(block_fn, *args, **kwargs))
+
+    async def _refusing(self, block_fn, step):
+        """Await Gradio's `step` of a request; any failure but a gr.Error becomes `MALFORMED_REQUEST`."""
         try:
-            return await super().call_function(block_fn, *args, **kwargs)
+            return await step
         except gr.Error:
             raise
-        except Exception as e:
-            raise self._refusal(block_fn, e) from None
-
-    def _refusal(self, block_fn, error: Exception) -> gr.Error:
-        block_fn = self.fns[block_fn] if isinstance(block_fn, int) else block_fn
-        log.info("refused a request to %s: %s", block_fn.name, type(error).__name__)
-        return gr.Error(MALFORMED_REQUEST.format(count=len(block_fn.inputs)), print_exception=False)
+        except Exception as error:
+            block_fn = self.fns[block_fn] if isinstance(block_fn, int) else block_fn
+            log.info("refused a request to %s: %s", block_fn.name, type(error).__name__)
+            raise gr.Error(MALFORMED_REQUEST.format(count=len(block_fn.inputs)), print_exception=False) from None
 
 
 def user_errors(fn):

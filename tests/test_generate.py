@@ -8,12 +8,11 @@ import av
 import numpy as np
 import PIL.Image
 import pytest
-import torch
 
 from higen_core import video_io
 from higen_core.generate import PROG, main
 from higen_core.pipeline_higen import HiGenPipeline
-from higen_core.testing import tiny_components, tiny_pipeline
+from higen_core.testing import add_random_lora_, tiny_components, tiny_pipeline
 
 SETTING_KEYS = {"model", "prompt", "motion_prompt", "negative_prompt", "seed", "motion_factor", "appearance_factor",
                 "num_frames", "num_inference_steps", "guidance_scale", "height", "width", "fps", "scheduler",
@@ -172,17 +171,8 @@ def test_a_mistyped_relative_folder_is_no_such_folder_not_a_hub_error(tmp_path, 
 
 
 def test_a_lora_changes_the_video_at_its_scale_and_is_recorded(model_dir, tmp_path):
-    from higen_core.lora import lora_config, lora_state_dict_of
-
-    tuned = tiny_pipeline()
-    tuned.unet.add_adapter(lora_config(4))
-    generator = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for name, param in tuned.unet.named_parameters():
-            if "lora_B" in name:
-                param.normal_(0, 0.2, generator=generator)
     lora = tmp_path / "my-lora"
-    HiGenPipeline.save_lora_weights(lora, unet_lora_layers=lora_state_dict_of(tuned.unet))
+    HiGenPipeline.save_lora_weights(lora, unet_lora_layers=add_random_lora_(tiny_pipeline(), std=0.2))
     frames = {}
     for name, extra in (("base", []), ("zero", ["--lora", lora, "--lora-scale", "0"]), ("lora", ["--lora", lora])):
         code, _, err = generate("--model", model_dir, *FAST, *extra, "--out", tmp_path / f"{name}.mp4")

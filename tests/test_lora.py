@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from higen_core import HiGenPipeline
-from higen_core.lora import LORA_WEIGHT_NAME, apply_lora, lora_config, lora_metadata_of, lora_state_dict_of
-from higen_core.testing import tiny_pipeline
+from higen_core.lora import LORA_WEIGHT_NAME, apply_lora, lora_config, lora_metadata_of
+from higen_core.testing import add_random_lora_, tiny_pipeline
 
 
 def video(pipe):
@@ -16,17 +16,11 @@ def video(pipe):
 
 @pytest.fixture(scope="module")
 def adapter(tmp_path_factory):
-    """A tiny pipeline with a rank-4 adapter whose B matrices are random (a trained adapter's are not zero), its
-    video, and the adapter saved to a folder."""
+    """A tiny pipeline's video with a random rank-4 adapter, and the adapter saved to a folder."""
     pipe = tiny_pipeline()
-    pipe.unet.add_adapter(lora_config(4))
-    generator = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for name, param in pipe.unet.named_parameters():
-            if "lora_B" in name:
-                param.copy_(torch.randn(param.shape, generator=generator) * 0.1)
+    layers = add_random_lora_(pipe, seed=1)
     folder = tmp_path_factory.mktemp("lora")
-    HiGenPipeline.save_lora_weights(folder, unet_lora_layers=lora_state_dict_of(pipe.unet))
+    HiGenPipeline.save_lora_weights(folder, unet_lora_layers=layers)
     return video(pipe), folder
 
 
@@ -78,19 +72,9 @@ def test_a_new_adapter_is_the_base_model_and_alpha_sets_its_scale():
     assert lora_config(2, targets=["to_q"]).target_modules == {"to_q"}
 
 
-def random_adapter(pipe, rank=4, alpha=None, seed=1):
-    pipe.unet.add_adapter(lora_config(rank, alpha))
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, param in pipe.unet.named_parameters():
-            if "lora_B" in name:
-                param.copy_(torch.randn(param.shape, generator=generator) * 0.1)
-    return lora_state_dict_of(pipe.unet)
-
-
 def test_alpha_and_a_file_name_of_ones_own_survive_saving(tmp_path):
     tuned = tiny_pipeline()
-    layers = random_adapter(tuned, rank=4, alpha=16)
+    layers = add_random_lora_(tuned, rank=4, alpha=16, seed=1)
     HiGenPipeline.save_lora_weights(tmp_path, unet_lora_layers=layers, weight_name="mine.safetensors",
                                     unet_lora_adapter_metadata=lora_metadata_of(tuned.unet))
     assert (tmp_path / "mine.safetensors").is_file() and not (tmp_path / LORA_WEIGHT_NAME).exists()
@@ -104,7 +88,7 @@ def test_alpha_and_a_file_name_of_ones_own_survive_saving(tmp_path):
 
 
 def test_a_lora_made_for_another_network_is_refused_in_one_line():
-    layers = {f"unet.{k}": v for k, v in random_adapter(tiny_pipeline()).items()}
+    layers = {f"unet.{k}": v for k, v in add_random_lora_(tiny_pipeline(), seed=1).items()}
     key_a = next(k for k in layers if k.endswith("attn1.to_q.lora_A.weight"))
     key_b = key_a.replace("lora_A", "lora_B")
     module = key_a[len("unet."):-len(".lora_A.weight")]

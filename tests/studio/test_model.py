@@ -387,20 +387,12 @@ def test_load_another_model_and_vgen_conversion_is_cached(tmp_path, monkeypatch)
 
 def test_a_lora_from_an_allowed_folder_changes_the_videos_and_is_recorded(tmp_path):
     from higen_core import HiGenPipeline
-    from higen_core.lora import lora_config, lora_state_dict_of
-    from higen_core.testing import tiny_pipeline
+    from higen_core.testing import add_random_lora_, tiny_pipeline
     from studio.access import REFUSED
     from studio.sessions import SessionStore
 
-    tuned = tiny_pipeline()
-    tuned.unet.add_adapter(lora_config(4))
-    generator = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for name, param in tuned.unet.named_parameters():
-            if "lora_B" in name:
-                param.normal_(0, 0.2, generator=generator)
     allowed = tmp_path / "allowed"
-    HiGenPipeline.save_lora_weights(allowed / "lora", unet_lora_layers=lora_state_dict_of(tuned.unet))
+    HiGenPipeline.save_lora_weights(allowed / "lora", unet_lora_layers=add_random_lora_(tiny_pipeline(), std=0.2))
     model = StudioModel(tiny_pipeline(), "tiny", is_tiny=True, sources=ModelSources((allowed,)))
     store = SessionStore(tmp_path / "sessions")
     session = store.ensure(None)
