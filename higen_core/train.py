@@ -130,9 +130,9 @@ def make_accelerator(config: TrainConfig, output_dir: Path, cpu: bool = False) -
 
         tracker = "tensorboard" if is_tensorboard_available() else None
     return Accelerator(
-        cpu=cpu, mixed_precision=config.mixed_precision, gradient_accumulation_steps=config.gradient_accumulation_steps,
-        log_with=tracker, project_config=ProjectConfiguration(project_dir=str(output_dir),
-                                                              logging_dir=str(output_dir / "logs")),
+        cpu=cpu, mixed_precision=config.mixed_precision,
+        gradient_accumulation_steps=config.gradient_accumulation_steps, log_with=tracker,
+        project_config=ProjectConfiguration(project_dir=str(output_dir), logging_dir=str(output_dir / "logs")),
         # Image processes leave the temporal layers unused; DDP must not wait for their gradients.
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
         # Warm-up and decay count optimizer steps, whatever the number of processes.
@@ -298,7 +298,7 @@ class Run:
         if report.nonfinite:
             self._skip_step()
         elif self.accelerator.sync_gradients:
-            self._apply_gradients(kind, all_images=bool(report.images.all()))
+            self._apply_gradients(all_images=bool(report.images.all()))
             report.stepped = True
         return report
 
@@ -332,7 +332,7 @@ class Run:
                 f"{self.consecutive_nonfinite} non-finite losses in a row at step {self.step}. The weights are those "
                 f"of step {self.step}; lower learning_rate, use mixed_precision bf16, or check the data.")
 
-    def _apply_gradients(self, kind: str, all_images: bool) -> None:
+    def _apply_gradients(self, all_images: bool) -> None:
         config = self.config
         self.consecutive_nonfinite = 0
         if all_images and config.structure_decoupling:

@@ -303,8 +303,9 @@ class StudioModel:
         return list(dict.fromkeys(word for text in texts for word in self.settings.unknown_words(text)))
 
     def describe(self) -> dict:
-        return {"model": shown_name(self.name), "device": str(self.device), "dtype": str(self.dtype).removeprefix("torch."),
-                "offload": self.offload, "tiny": self.is_tiny, "lora": self.lora}
+        return {"model": shown_name(self.name), "device": str(self.device),
+                "dtype": str(self.dtype).removeprefix("torch."), "offload": self.offload, "tiny": self.is_tiny,
+                "lora": self.lora}
 
     # ------------------------------------------------------------------------------------------------------------
     # Model panel
