@@ -1,4 +1,5 @@
 import logging
+import re
 
 import numpy as np
 import PIL.Image
@@ -263,3 +264,71 @@ def test_one_factor_per_video_equals_one_call_each(pipe):
         pair = pipe.animate(prior, ["a dog runs"] * 2, latents=noise[:1].expand(2, -1, -1, -1, -1), **factors,
                             **common)
         assert not torch.allclose(pair.latents[0], pair.latents[1], atol=1e-4)
+
+
+VALID = dict(prompt="a dog", negative_prompt=None, prompt_embeds=None, negative_prompt_embeds=None,
+             num_inference_steps=1, guidance_scale=3.0, output_type="latent",
+             callback_on_step_end_tensor_inputs=["latents"], feature_cache_interval=1)
+EMBEDS = torch.zeros(1, 77, 32)
+
+
+@pytest.mark.parametrize("change, error, message", [
+    (dict(prompt=None), ValueError, "Give a `prompt` (a string or a list of strings) or `prompt_embeds`."),
+    (dict(prompt_embeds=EMBEDS), ValueError, "Give either `prompt` or `prompt_embeds`, not both."),
+    (dict(prompt=[]), TypeError, "`prompt` must be a string or a non-empty list of strings; got list."),
+    (dict(prompt=["a", 3]), TypeError, "`prompt` must be a string or a non-empty list of strings; got list."),
+    (dict(negative_prompt=7), TypeError, "`negative_prompt` must be a string or a non-empty list of strings; got int."),
+    (dict(negative_prompt="x", negative_prompt_embeds=EMBEDS), ValueError,
+     "Give either `negative_prompt` or `negative_prompt_embeds`, not both."),
+    (dict(prompt=None, prompt_embeds=torch.zeros(77, 32)), ValueError,
+     "`prompt_embeds` must be (N, L, D); got shape (77, 32)."),
+    (dict(prompt=None, prompt_embeds=EMBEDS, negative_prompt_embeds=torch.zeros(1, 77, 16)), ValueError,
+     "`prompt_embeds` (1, 77, 32) and `negative_prompt_embeds` (1, 77, 16) must have the same shape."),
+    (dict(prompt=["a", "b", "c"], negative_prompt=["x", "y"]), ValueError,
+     "2 negative prompts for 3 prompts: give 1 or one each."),
+    (dict(num_inference_steps=0), ValueError, "`num_inference_steps` must be a positive integer; got 0."),
+    (dict(feature_cache_interval=0), ValueError, "`feature_cache_interval` must be a positive integer"),
+    (dict(guidance_scale=-0.5), ValueError, "`guidance_scale` must be a number >= 0; got -0.5."),
+    (dict(guidance_scale=float("inf")), ValueError, "`guidance_scale` must be a number >= 0; got inf."),
+    (dict(guidance_scale="3"), ValueError, "`guidance_scale` must be a number >= 0; got '3'."),
+    (dict(output_type="gif"), ValueError, "`output_type` must be one of ('pil', 'np', 'pt', 'latent'); got 'gif'."),
+    (dict(callback_on_step_end_tensor_inputs=["latents", "noise"]), ValueError,
+     "Step callbacks can receive ['latents', 'prompt_embeds', 'negative_prompt_embeds']; not ['noise']."),
+])
+def test_each_mistake_gets_its_own_message(pipe, change, error, message):
+    with pytest.raises(error, match=re.escape(message)):
+        pipe.check_inputs(**{**VALID, **change})
+
+
+@pytest.mark.parametrize("change", [
+    dict(), dict(prompt=["a"]), dict(prompt=["a", "b"], negative_prompt=["x"]),
+    dict(prompt=["a", "b"], negative_prompt=["x", "y"]), dict(prompt=("a", "b")), dict(guidance_scale=0),
+    dict(guidance_scale=0.5), dict(prompt=None, prompt_embeds=EMBEDS, negative_prompt_embeds=EMBEDS),
+    dict(callback_on_step_end_tensor_inputs=None), dict(feature_cache_interval=3),
+])
+def test_what_is_allowed_passes(pipe, change):
+    pipe.check_inputs(**{**VALID, **change})
+
+
+def test_a_pipeline_without_a_vae_says_how_to_get_latents():
+    pipe = HiGenPipeline(unet=tiny_pipeline().unet, scheduler=default_scheduler())
+    with pytest.raises(ValueError, match=re.escape("This pipeline has no VAE to decode with: use "
+                                                   "output_type='latent' or load a VAE.")):
+        pipe.check_inputs(**{**VALID, "prompt": None, "prompt_embeds": EMBEDS, "output_type": "pil"})
+
+
+def test_the_factors_limits(pipe, caplog):
+    from diffusers.utils import logging as diffusers_logging
+
+    diffusers_logging.enable_propagation()
+    with caplog.at_level(logging.WARNING):
+        pipe.check_factors([0, 100, 10000], [0.0, 1.0, 0])  # the range's ends warn nothing; 10000 warns
+    assert caplog.text.count("outside") == 1 and "motion_factor 10000 is outside 0-100" in caplog.text
+    for gamma in (-0.1, 10000.5, float("nan"), "5"):
+        message = f"motion_factor must be a number in [0, 10000]; got {gamma!r}."
+        with pytest.raises(ValueError, match=re.escape(message)):
+            pipe.check_factors([gamma], [0.5])
+    for gamma in (-0.1, 1.01, "1"):
+        message = f"appearance_factor must be a number in [0, 1]; got {gamma!r}."
+        with pytest.raises(ValueError, match=re.escape(message)):
+            pipe.check_factors([10], [gamma])
