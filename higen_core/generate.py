@@ -26,8 +26,7 @@ from pathlib import Path
 import torch
 
 from . import video_io
-from .loading import DTYPES, PipelineLoadError, check_source, load_pipeline, set_cpu_threads
-from .lora import apply_lora
+from .loading import DTYPES, PipelineLoadError, apply_lora, check_source, load_pipeline, set_cpu_threads
 from .pipeline_higen import dpm_scheduler
 
 PROG = "python -m higen_core.generate"

@@ -8,7 +8,8 @@ released-size models in code; its tiny ones are `load_pipeline("tiny")`'s compon
     pipe = higen_core.load_pipeline("tiny")                                      # untrained, built in code (tests)
 
 A mistake (a folder that does not exist, a folder of something else, a device this machine lacks) raises
-`PipelineLoadError` with one line that says what to do.
+`PipelineLoadError` with one line that says what to do. `apply_lora(pipe, source, scale)` loads a LoRA into a loaded
+pipeline the same way, for the CLI and the studio.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import torch
 from huggingface_hub.errors import HFValidationError
 from huggingface_hub.utils import validate_repo_id
 
+from .lora import LORA_WEIGHT_NAME
 from .pipeline_higen import HiGenPipeline
 
 TINY = "tiny"
@@ -70,6 +72,17 @@ def set_cpu_threads(threads: int | None = None) -> int:
     return threads
 
 
+def is_hub_id(source: str) -> bool:
+    """Whether `source`, which is no folder or file here, names a hub model: "owner/name", unless its first part is
+    a folder here or it starts like a path (then it was meant as a path that does not exist)."""
+    try:
+        validate_repo_id(source)
+    except HFValidationError:
+        return False
+    return source.count("/") == 1 and not Path(source).expanduser().parent.is_dir() and \
+        not source.startswith((".", "~"))
+
+
 def check_source(source: str) -> str:
     """The folder or hub id to give from_pretrained, or a PipelineLoadError for a path that is no pipeline folder."""
     path = Path(source).expanduser()
@@ -85,13 +98,7 @@ def check_source(source: str) -> str:
         if class_name != HiGenPipeline.__name__:
             raise PipelineLoadError(f"{source} holds a {class_name}, not a {HiGenPipeline.__name__}.")
         return str(path)
-    # "owner/name" is a hub id, unless its first part is a folder here: then it was meant as a path.
-    try:
-        validate_repo_id(source)
-        is_hub_id = source.count("/") == 1 and not path.parent.is_dir() and not source.startswith((".", "~"))
-    except HFValidationError:
-        is_hub_id = False
-    if not is_hub_id:
+    if not is_hub_id(source):
         raise PipelineLoadError(f"no such folder: {source}. Give a pipeline folder or a hub id (owner/name).")
     return source
 
@@ -131,3 +138,25 @@ def load_pipeline(source: str, *, device: str | torch.device | None = None, dtyp
     else:
         pipe.to(torch_device)
     return pipe
+
+
+def apply_lora(pipe, source: str | os.PathLike, scale: float = 1.0, adapter_name: str = "lora") -> None:
+    """Load the LoRA at `source` (a folder holding `pytorch_lora_weights.safetensors`, such a file, or a hub id)
+    into `pipe` at `scale`, replacing one loaded before under `adapter_name`. Raises ValueError saying what is wrong
+    with `source`."""
+    path = Path(source).expanduser()
+    kwargs = {}
+    if path.is_file():
+        path, kwargs = path.parent, {"weight_name": path.name}
+    elif path.is_dir() and not (path / LORA_WEIGHT_NAME).is_file():
+        raise ValueError(f"{source} holds no {LORA_WEIGHT_NAME}: give the folder a LoRA run wrote (DIR/lora) or "
+                         f"the file itself.")
+    elif not path.exists() and not is_hub_id(str(source)):
+        raise ValueError(f"no such LoRA folder or file: {source}.")
+    if adapter_name in pipe.get_list_adapters().get("unet", []):
+        pipe.delete_adapters(adapter_name)
+    try:
+        pipe.load_lora_weights(str(path) if path.exists() else str(source), adapter_name=adapter_name, **kwargs)
+    except (OSError, KeyError, RuntimeError) as error:  # unreadable, or adapters that do not fit this UNet
+        raise ValueError(f"cannot load the LoRA {source} into this model: {error}") from None
+    pipe.set_adapters([adapter_name], adapter_weights=[scale])

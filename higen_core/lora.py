@@ -132,26 +132,3 @@ class HiGenLoraLoaderMixin(LoraBaseMixin):
     def unfuse_lora(self, components: list[str] = ("unet",), **kwargs) -> None:
         super().unfuse_lora(components=list(components), **kwargs)
 
-
-def apply_lora(pipe, source: str | os.PathLike, scale: float = 1.0, adapter_name: str = "lora") -> None:
-    """Load the LoRA at `source` (a folder holding `pytorch_lora_weights.safetensors`, such a file, or a hub id)
-    into `pipe` at `scale`, replacing one loaded before under `adapter_name`. Raises ValueError saying what is wrong
-    with `source`."""
-    from pathlib import Path
-
-    path = Path(source).expanduser()
-    kwargs = {}
-    if path.is_file():
-        path, kwargs = path.parent, {"weight_name": path.name}
-    elif path.is_dir() and not (path / LORA_WEIGHT_NAME).is_file():
-        raise ValueError(f"{source} holds no {LORA_WEIGHT_NAME}: give the folder a LoRA run wrote (DIR/lora) or "
-                         f"the file itself.")
-    elif not path.exists() and (str(source).startswith((".", "/", "~")) or str(source).count("/") != 1):
-        raise ValueError(f"no such LoRA folder or file: {source}.")
-    if adapter_name in pipe.get_list_adapters().get("unet", []):
-        pipe.delete_adapters(adapter_name)
-    try:
-        pipe.load_lora_weights(str(path) if path.exists() else str(source), adapter_name=adapter_name, **kwargs)
-    except (OSError, KeyError, RuntimeError) as error:  # unreadable, or adapters that do not fit this UNet
-        raise ValueError(f"cannot load the LoRA {source} into this model: {error}") from None
-    pipe.set_adapters([adapter_name], adapter_weights=[scale])

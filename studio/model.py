@@ -26,8 +26,7 @@ import PIL.Image
 import torch
 
 from higen_core import HiGenPipeline, HiGenSettings, PipelineLoadError, load_pipeline, video_io
-from higen_core.loading import TINY, resolve_device, resolve_dtype
-from higen_core.lora import apply_lora
+from higen_core.loading import TINY, apply_lora, resolve_device, resolve_dtype
 from higen_core.settings import MAX_MOTION_FACTOR
 
 from . import JobStopped, StudioError, inputs
@@ -233,6 +232,7 @@ class StudioModel:
         # Cast only when needed: a loaded pipeline is already in `dtype`, and diffusers warns about casting twice.
         self.pipe = pipe.to(device=device) if pipe.dtype == dtype else pipe.to(device=device, dtype=dtype)
         self.name = name
+        self.shown_name = shown_name(name)  # what the page and the files call it
         self.device = device
         self.dtype = dtype
         self.is_tiny = is_tiny
@@ -303,7 +303,7 @@ class StudioModel:
         return list(dict.fromkeys(word for text in texts for word in self.settings.unknown_words(text)))
 
     def describe(self) -> dict:
-        return {"model": shown_name(self.name), "device": str(self.device),
+        return {"model": self.shown_name, "device": str(self.device),
                 "dtype": str(self.dtype).removeprefix("torch."), "offload": self.offload, "tiny": self.is_tiny,
                 "lora": self.lora}
 
@@ -457,7 +457,7 @@ class StudioModel:
         return inputs.number(self.default_guidance if guidance is None else guidance, "Guidance", 0, MAX_GUIDANCE)
 
     def _settings(self, kind: str, record_id: str, **values) -> dict:
-        return {"studio": "HiGen Studio", "kind": kind, "id": record_id, "model": shown_name(self.name),
+        return {"studio": "HiGen Studio", "kind": kind, "id": record_id, "model": self.shown_name,
                 **(self.lora or {}),
                 **values, "created": _now()}
 

@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from higen_core import HiGenPipeline
-from higen_core.lora import LORA_WEIGHT_NAME, apply_lora, lora_config, lora_metadata_of
+from higen_core.loading import apply_lora
+from higen_core.lora import LORA_WEIGHT_NAME, lora_config, lora_metadata_of
 from higen_core.testing import add_random_lora_, tiny_pipeline
 
 
