@@ -25,7 +25,8 @@ def tiny_unet_config(**overrides) -> dict:
         block_out_channels=(32, 64), layers_per_block=1, attention_levels=(True, True), attention_head_dim=16,
         stem_attention_heads=2, text_embed_dim=TINY_TEXT_WIDTH, cross_attention_dim=TINY_TEXT_WIDTH,
         use_text_resampler=True, resampler_tokens=4, resampler_depth=1, appearance_width=8, num_frames=8,
-        sample_size=(8, 8), motion_factor_range=(0.0, 100.0), dropout=0.0, temporal_dropout=0.0,
+        sample_size=(8, 8), motion_factor_range=(0.0, 100.0), motion_factor_measure="scaled:l2", dropout=0.0,
+        temporal_dropout=0.0,
     )
     config.update(overrides)
     return config

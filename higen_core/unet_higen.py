@@ -32,6 +32,8 @@ from diffusers.models.transformers.transformer_2d import Transformer2DModel
 from diffusers.models.transformers.transformer_temporal import TransformerTemporalModel
 from diffusers.utils import BaseOutput
 
+from .conditioning import check_motion_factor_measure
+
 # The official network builds its timestep, motion and appearance embeddings with a sinusoid whose frequencies are
 # 10000 ** (-i / half), cosine half first. diffusers' `Timesteps` computes the same frequencies through exp/log,
 # which differs in the last bits; at timesteps near 1000 that is ~1e-4 in the embedding, so we keep the exact form.
@@ -225,6 +227,8 @@ class HiGenUNet3DModel(ModelMixin, ConfigMixin, AttentionMixin, PeftAdapterMixin
         num_frames: the number of frames the model was trained with (the pipeline's default).
         sample_size: (height, width) of the latents the model was trained with (the pipeline's default).
         motion_factor_range: the motion factors seen in training; the pipeline warns outside it.
+        motion_factor_measure: how training measured γm on a clip (`conditioning.MOTION_FACTOR_MEASURES`); the
+            released model's is inferred, not published (higen_core/training/README.md, "The motion factor's scale").
         dropout / temporal_dropout: dropout of the spatial ResNets and of the temporal convolutions.
     """
 
@@ -253,6 +257,7 @@ class HiGenUNet3DModel(ModelMixin, ConfigMixin, AttentionMixin, PeftAdapterMixin
         num_frames: int = 32,
         sample_size: tuple[int, int] = (32, 56),
         motion_factor_range: tuple[float, float] = (300.0, 600.0),
+        motion_factor_measure: str = "scaled:l1",
         dropout: float = 0.1,
         temporal_dropout: float = 0.1,
         norm_num_groups: int = 32,
@@ -263,6 +268,7 @@ class HiGenUNet3DModel(ModelMixin, ConfigMixin, AttentionMixin, PeftAdapterMixin
                 f"attention_levels has {len(attention_levels)} entries but block_out_channels has "
                 f"{len(block_out_channels)}: give one True/False per level."
             )
+        check_motion_factor_measure(motion_factor_measure)
         base = block_out_channels[0]
         time_embed_dim = base * 4
         level_kwargs = dict(

@@ -58,3 +58,19 @@ def test_the_appearance_matrix_of_features_is_as_wide_as_the_clip_by_default():
     torch.testing.assert_close(matrix, appearance_matrix_from_features(features, 3))
     with pytest.raises(ValueError, match="appearance width is 2"):
         appearance_matrix_from_features(features, 2)
+
+
+def test_each_motion_factor_measure_is_its_norm_of_the_frame_difference():
+    latents = torch.zeros(1, 2, 2, 1, 2)  # (B, C, F, H, W): one frame pair
+    latents[0, :, 1] = torch.tensor([[[30.0, -40.0]], [[120.0, 0.0]]])  # its difference: 30, -40, 120, 0
+    assert motion_factors_from_latents(latents, "scaled:l2").tolist() == [[130.0]]
+    assert motion_factors_from_latents(latents, "scaled:squared_l2").tolist() == [[16900.0]]
+    assert motion_factors_from_latents(latents, "scaled:l1").tolist() == [[190.0]]
+    # "unscaled" measures the VAE's own latents: the UNet's divided by the scaling factor.
+    assert motion_factors_from_latents(latents, "unscaled:l1", scaling_factor=0.5).tolist() == [[380.0]]
+    assert motion_factors_from_latents(latents, "unscaled:squared_l2", 0.5).tolist() == [[67600.0]]
+    assert motion_factors_from_latents(latents, "unscaled:l2", 0.5).tolist() == [[260.0]]
+    with pytest.raises(ValueError, match="'unscaled:l2' needs the VAE's scaling_factor"):
+        motion_factors_from_latents(latents, "unscaled:l2")
+    with pytest.raises(ValueError, match=r"must be one of scaled:l2, .*unscaled:l1; got 'l2'"):
+        motion_factors_from_latents(latents, "l2")

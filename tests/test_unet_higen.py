@@ -6,7 +6,7 @@ from diffusers import UNet2DConditionModel, UNet3DConditionModel
 from diffusers.models.attention_processor import AttnProcessor
 
 from higen_core import HiGenUNet3DModel
-from higen_core.testing import randomize_zero_initialised_, tiny_unet
+from higen_core.testing import randomize_zero_initialised_, tiny_unet, tiny_unet_config
 
 
 @pytest.mark.parametrize("case", ["spatial", "temporal", "temporal_f_motion"])
@@ -93,6 +93,11 @@ def test_defaults_are_the_released_configuration(reference):
         return tuple(value) if isinstance(value, (list, tuple)) else value
 
     assert {k: plain(default.config[k]) for k in config} == {k: plain(v) for k, v in config.items()}
+    # What the checkpoint does not say: its γm range (the paper's recommendation) and how its γm was measured (our
+    # estimate; higen_core/training/README.md, "The motion factor's scale").
+    assert (default.config.motion_factor_range, default.config.motion_factor_measure) == ((300.0, 600.0), "scaled:l1")
+    with pytest.raises(ValueError, match="motion_factor_measure must be one of scaled:l2, "):
+        HiGenUNet3DModel(**tiny_unet_config(motion_factor_measure="pixels:l2"))
 
 
 def test_from_unet3d_gives_the_source_output():

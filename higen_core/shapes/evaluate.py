@@ -188,7 +188,9 @@ def clip_motion_factor(pipe: HiGenPipeline, scene) -> float:
     trained `motion_factor_range`: the motion factor the caption's motion has in training, e.g. 0 for "stays still",
     a few units for growth, most for a quick move."""
     low, high = pipe.unet.config.motion_factor_range
-    return min(max(float(motion_factors_from_latents(clip_latents(pipe, scene)).mean()), low), high)
+    measured = motion_factors_from_latents(clip_latents(pipe, scene), pipe.unet.config.motion_factor_measure,
+                                           pipe.vae.config.scaling_factor)
+    return min(max(float(measured.mean()), low), high)
 
 
 def standard_motion_factor(pipe: HiGenPipeline, scene, standard_motion: str, fixed: float) -> float:
@@ -301,7 +303,9 @@ def _caption_gap(pipe: HiGenPipeline, scenes: list, swap: Callable[[str], str],
         noise = pipe.prepare_latents(latents.shape, generator, offset_noise=True, device=device)
         noisy = scheduler.add_noise(latents, noise, timesteps)
         target = scheduler.get_velocity(latents, noise, timesteps)
-        conditions = higen_conditions(latents, rows, width)  # the trainer's own: middle-frame prior, measured γm
+        # The trainer's own conditions: middle-frame prior, γm measured as the model was trained.
+        conditions = higen_conditions(latents, rows, width, motion_factor_measure=unet.config.motion_factor_measure,
+                                      scaling_factor=pipe.vae.config.scaling_factor)
         losses = []
         for caption in (scene.caption, swap(scene.caption)):
             states = text_states(pipe.tokenizer, pipe.text_encoder, [caption]).to(device, unet.dtype)

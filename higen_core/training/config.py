@@ -24,6 +24,7 @@ from pathlib import Path
 
 import yaml
 
+from ..conditioning import MOTION_FACTOR_MEASURES
 from ..lora import DEFAULT_LORA_TARGETS
 
 MIXED_PRECISIONS = ("no", "fp16", "bf16")
@@ -120,6 +121,13 @@ class TrainConfig:
     content_decoupling: bool = _field(
         True, "HiGen's content-level decoupling: video steps are guided by the measured motion factors and appearance "
         "matrix. false (the ablation): the motion and appearance MLPs stay at zero, so the factors have no effect.",
+        "objective")
+    motion_factor_measure: str | None = _field(
+        None, f"How a clip's motion factors are measured, one of {MOTION_FACTOR_MEASURES}: the latents ('scaled': "
+        "as the UNet denoises them; 'unscaled': the VAE's own) and the norm of each frame difference ('l2': the "
+        "paper's ||z_f - z_f+1||; 'squared_l2'; 'l1': the sum of absolute values). null: the measure init_from's "
+        "UNet records (its motion_factor_measure; a converted released model: 'scaled:l1', inferred, see "
+        "higen_core/training/README.md). The trained model records the measure, so its γm keeps one meaning.",
         "objective")
     uniform_motion_factors: float = _field(
         0.0, "Share of video clips whose motion factors are all set to their mean over the clip's frame pairs. "
@@ -220,6 +228,8 @@ class TrainConfig:
               "name at least one module for the adapters")
         check("use_ema", not (self.use_ema and self.lora_rank), "EMA is for full training: turn it off with "
               "lora_rank > 0")
+        check("motion_factor_measure", self.motion_factor_measure in (None, *MOTION_FACTOR_MEASURES),
+              f"must be one of {MOTION_FACTOR_MEASURES}, or null (init_from's)")
         check("num_frames", self.num_frames >= 2, "must be at least 2 (one frame is an image: use image_data)")
         check("fps", self.fps > 0, "must be positive")
         for name in ("height", "width"):

@@ -56,19 +56,20 @@ def sample_latents(moments: torch.Tensor, scaling_factor: float) -> torch.Tensor
 
 
 def higen_conditions(latents: torch.Tensor, appearance_rows: torch.Tensor | None, appearance_width: int,
-                     prior: bool = True) -> dict:
+                     prior: bool = True, motion_factor_measure: str = "scaled:l2",
+                     scaling_factor: float | None = None) -> dict:
     """The UNet's condition inputs for a batch of clean latents (B, C, F, h, w).
 
     Images (F = 1) are spatial reasoning, conditioned as at inference: no prior, motion 0, an appearance row of
     ones. Videos are temporal reasoning: the middle frame's latent is the spatial prior, the motion factors are
-    measured on the clip's latents (F-1 per clip) and the appearance rows come from the frozen image model.
+    measured on the clip's latents (F-1 per clip, by `motion_factor_measure`, the model's) and the appearance rows come from the frozen image model.
     `prior=False` is the ablation without structure-level decoupling: no prior."""
     batch, _, frames = latents.shape[:3]
     if frames == 1:
         return {"spatial_prior": None, "motion_factors": torch.zeros(batch, device=latents.device),
                 "appearance_matrix": torch.ones(batch, 1, appearance_width, device=latents.device)}
     return {"spatial_prior": latents[:, :, frames // 2] if prior else None,
-            "motion_factors": motion_factors_from_latents(latents),
+            "motion_factors": motion_factors_from_latents(latents, motion_factor_measure, scaling_factor),
             "appearance_matrix": appearance_rows.to(latents.device)}
 
 

@@ -176,5 +176,8 @@ def load_components(config: TrainConfig) -> Components:
                           f"got {config.num_frames}.")
     unet.register_to_config(num_frames=config.num_frames,
                             sample_size=(config.height // factor, config.width // factor))
+    if config.motion_factor_measure is not None:
+        # The model records how its γm was measured, so that a later fine-tune, or a reader, keeps its meaning.
+        unet.register_to_config(motion_factor_measure=config.motion_factor_measure)
     return Components(unet.float().train(), vae.eval().requires_grad_(False), tokenizer,
                       text_encoder.eval().requires_grad_(False), appearance, settings)

@@ -115,7 +115,9 @@ def model_inputs(batch: dict, components: Components, config: TrainConfig, width
     # Caption dropout trains the unconditional prediction that classifier-free guidance needs.
     keep = torch.rand(len(batch["captions"])) >= config.text_dropout
     captions = [caption if k else "" for caption, k in zip(batch["captions"], keep.tolist())]
-    conditions = higen_conditions(latents, rows, width, prior=config.structure_decoupling)
+    conditions = higen_conditions(latents, rows, width, prior=config.structure_decoupling,
+                                  motion_factor_measure=components.unet.config.motion_factor_measure,
+                                  scaling_factor=components.vae.config.scaling_factor)
     if latents.shape[2] > 1 and config.uniform_motion_factors > 0:
         # Per-pair factors tell the model which frames change; inference's single γm does not, so the caption must.
         factors = conditions["motion_factors"]  # (B, F-1)

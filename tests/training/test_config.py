@@ -69,6 +69,7 @@ def test_help_documents_every_field():
         (["--image-fraction", "nan"], "image_fraction"),
         (["--sample-motion-factor", "-inf"], "sample_motion_factor"),
         (["--seed", "-1"], "seed"),
+        (["--motion-factor-measure", "l2"], "motion_factor_measure"),
         (["--seed", "1099511627776"], "seed"),
         (["--seed", "4294967296"], "seed"),
         # Model sources that are paths must exist (a hub id is looked up when it loads).

@@ -47,3 +47,20 @@ def test_an_image_is_conditioned_as_spatial_reasoning_is_at_inference(setup):
     assert latents.shape == (3, 4, 1, 8, 8) and conditions["spatial_prior"] is None
     assert torch.equal(conditions["motion_factors"], torch.zeros(3))
     assert torch.equal(conditions["appearance_matrix"], torch.ones(3, 1, width))
+
+
+def test_motion_factors_are_measured_as_the_model_records_and_a_run_can_set_the_measure():
+    # null keeps init_from's measure (the tiny UNet's 'scaled:l2'); a given one is used and recorded in the model,
+    # so the trained model's γm keeps the meaning it was trained with.
+    base = TrainConfig(init_from="tiny", vae="tiny", text_encoder="tiny", tokenizer="tiny", appearance_model="tiny",
+                       num_frames=5, height=16, width=16, text_dropout=0.0)
+    assert load_components(base).unet.config.motion_factor_measure == "scaled:l2"
+    config = TrainConfig(**{**base.to_dict(), "motion_factor_measure": "unscaled:l1"})
+    components = load_components(config)
+    assert components.unet.config.motion_factor_measure == "unscaled:l1"
+    torch.manual_seed(0)
+    latents, conditions, _ = model_inputs({"pixel_values": frames(2, 5), "captions": ["a", "b"]}, components, config,
+                                          components.unet.config.appearance_width, torch.device("cpu"))
+    scaling = components.vae.config.scaling_factor
+    expected = (latents[:, :, 1:] - latents[:, :, :-1]).abs().sum(dim=(1, 3, 4)) / scaling
+    torch.testing.assert_close(conditions["motion_factors"], expected.round(), rtol=0, atol=0)
