@@ -4,7 +4,7 @@
 From the repository's root (relative paths in a config are relative to the working directory):
 
     python -m higen_core.train --config higen_core/configs/train-tiny.yaml --output-dir runs/tiny   # ~1 min, CPU
-    accelerate launch -m higen_core.train --config run.yaml           # several GPUs; FSDP/DeepSpeed: accelerate config
+    accelerate launch -m higen_core.train --config run.yaml           # several GPUs (DDP)
     torchrun --nproc_per_node 2 -m higen_core.train --config run.yaml # several processes on CPUs (gloo)
     python -m higen_core.train --config run.yaml --resume latest      # the same command continues a stopped run
     python -m higen_core.train --config run.yaml --check-data         # report unusable files, train nothing
@@ -59,7 +59,8 @@ from .training.data import SkipStats, check_data, collate_skipping
 from .training.latents import build_latent_cache, collate_cached
 from .training.lock import output_dir_lock
 from .training.models import load_components, place_frozen_models
-from .training.objective import KINDS, assign_roles, diffusion_loss, model_inputs, scale_gradients_by_kind
+from .training.objective import (KINDS, assign_roles, diffusion_loss, model_inputs, sample_generators,
+                                 scale_gradients_by_kind)
 from .training.outputs import append_log, report_skips, save_final, save_lora, truncate_log, write_samples
 from .training.streams import BatchStream, build_dataset, manifest_errors, resolve_data
 from .unet_higen import HiGenUNet3DModel
@@ -118,6 +119,16 @@ def start_process_group() -> bool:
                             "--mpirun_hostfile it starts one). For N processes on this machine's CPUs, run "
                             "`torchrun --nproc_per_node N -m higen_core.train ...` (or `accelerate launch --multi_gpu "
                             "--num_processes N ...`, which starts them the same way).")
+    sharded = [name for name, variable in (("FSDP", "ACCELERATE_USE_FSDP"), ("DeepSpeed", "ACCELERATE_USE_DEEPSPEED"))
+               if os.environ.get(variable, "").lower() in ("1", "true", "yes")]
+    if sharded:
+        # Joint training scales each kind's gradients with hooks on the parameters (scale_gradients_by_kind). FSDP
+        # runs the network on views of its flat parameters, so those hooks never fire (checked with two processes
+        # and use_orig_params): image steps would silently train the temporal layers.
+        raise TrainingError(f"{sharded[0]} is not supported: joint training's per-kind gradient factors are hooks on "
+                            "the parameters, which sharded parameters bypass. Use DDP (`accelerate launch "
+                            "--multi_gpu`, or an accelerate config without FSDP/DeepSpeed), with "
+                            "--gradient-checkpointing and --lora-rank to fit memory.")
     cpu = several and not torch.cuda.is_available()
     PartialState(cpu=cpu)
     return cpu
@@ -183,7 +194,9 @@ class Run:
         factors, AdamW with its LR schedule, and the EMA."""
         config, accelerator = self.config, self.accelerator
         self.components = load_components(config)
-        set_seed(config.seed, device_specific=True)  # after the tiny builders' own seeding: each process its own noise
+        # After the tiny builders' own seeding; each process its own stream, for dropout (the training noise is drawn
+        # per sample: objective.sample_generators).
+        set_seed(config.seed, device_specific=True)
         place_frozen_models(self.components, config.frozen_dtype, self.device, accelerator.mixed_precision)
         unet = self.components.unet
         if config.gradient_checkpointing:
@@ -306,14 +319,15 @@ class Run:
         """(mean loss, whether any was not finite, samples) of this step's micro-batches, gradients accumulated."""
         config, accelerator = self.config, self.accelerator
         losses, nonfinite, samples = [], False, 0
-        for _ in range(config.gradient_accumulation_steps):
+        for micro_batch in range(config.gradient_accumulation_steps):
             batch = self.streams[kind].next()
             samples += len(batch["captions"])
+            generators = sample_generators(config.seed, self.step, micro_batch, batch["paths"], self.device)
             with accelerator.accumulate(self.unet):
                 latents, conditions, text_states = model_inputs(batch, self.components, config, self.width,
-                                                                self.device)
+                                                                self.device, generators)
                 loss = diffusion_loss(self.unet, latents, conditions, text_states, self.noise_scheduler,
-                                      config.offset_noise, high_noise_fraction=config.high_noise_fraction,
+                                      config.offset_noise, generators, high_noise_fraction=config.high_noise_fraction,
                                       high_noise_start=config.high_noise_start)
                 # Backward even when non-finite, so that every process takes part in DDP's reduction; the gradients
                 # are thrown away by _skip_step.

@@ -351,8 +351,9 @@ def build_parser() -> argparse.ArgumentParser:
         allow_abbrev=False,
         exit_on_error=False,
         description="HiGen image-video joint training (spatial reasoning on images, temporal reasoning on videos). "
-        "Fields come from the defaults, then --config, then these flags. Multi-GPU, FSDP and DeepSpeed: "
-        "`accelerate launch -m higen_core.train ...` with your accelerate config.",
+        "Fields come from the defaults, then --config, then these flags. Several GPUs: `accelerate launch "
+        "--multi_gpu -m higen_core.train ...` (DDP; FSDP and DeepSpeed are refused); several CPU processes: "
+        "`torchrun --nproc_per_node N -m higen_core.train ...`.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--config", metavar="FILE", help="YAML or JSON file of fields (the flags override it).")

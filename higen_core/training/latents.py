@@ -50,9 +50,11 @@ def encode_pixels(components: Components, pixels: torch.Tensor, appearance_width
     return moments, rows
 
 
-def sample_latents(moments: torch.Tensor, scaling_factor: float) -> torch.Tensor:
-    """A draw from the VAE posterior, scaled like the latents the pipeline denoises. (B, C, F, h, w)."""
-    return DiagonalGaussianDistribution(moments).sample() * scaling_factor
+def sample_latents(moments: torch.Tensor, scaling_factor: float,
+                   generator: torch.Generator | list[torch.Generator] | None = None) -> torch.Tensor:
+    """A draw from the VAE posterior, scaled like the latents the pipeline denoises. (B, C, F, h, w). `generator`:
+    one for the batch, one per sample, or None (torch's global stream)."""
+    return DiagonalGaussianDistribution(moments).sample(generator) * scaling_factor
 
 
 def higen_conditions(latents: torch.Tensor, appearance_rows: torch.Tensor | None, appearance_width: int,
@@ -90,11 +92,12 @@ class LatentCacheDataset(Dataset):
 
     def __getitem__(self, i: int) -> dict:
         name = self.names[i]
-        return {**load_file(self.folder / name), "caption": self.captions[name]}
+        return {**load_file(self.folder / name), "caption": self.captions[name], "path": name}
 
 
 def collate_cached(samples: list[dict]) -> dict:
-    batch = {"moments": torch.stack([s["moments"] for s in samples]), "captions": [s["caption"] for s in samples]}
+    batch = {"moments": torch.stack([s["moments"] for s in samples]), "captions": [s["caption"] for s in samples],
+             "paths": [s["path"] for s in samples]}
     if "appearance" in samples[0]:
         batch["appearance"] = torch.stack([s["appearance"] for s in samples])
     return batch

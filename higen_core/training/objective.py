@@ -4,11 +4,13 @@ Section 3.4), the per-kind gradient factors, the model's inputs of a batch and t
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from diffusers.utils.torch_utils import randn_tensor
 
 from ..unet_higen import HiGenUNet3DModel
 from .config import ConfigError, TrainConfig
@@ -81,22 +83,48 @@ def scale_gradients_by_kind(unet: HiGenUNet3DModel) -> dict[str, float]:
 # The objective
 
 
+Generators = torch.Generator | list[torch.Generator] | None
+
+
+def sample_generators(seed: int, step: int, micro_batch: int, keys: list[str],
+                      device: torch.device) -> list[torch.Generator]:
+    """One generator per sample, seeded by (run seed, step, micro-batch, the sample's key: its path). A sample's
+    posterior draw, caption dropout, noise and timestep then depend on what it is and when it trains, not on which
+    process trains it or beside which samples: N processes of batch B train exactly as one process of batch N x B."""
+    seeds = [hashlib.sha256(f"{seed}/{step}/{micro_batch}/{key}".encode()).digest() for key in keys]
+    return [torch.Generator(device).manual_seed(int.from_bytes(digest[:8], "little") >> 1) for digest in seeds]
+
+
+def _uniform(generator: Generators, batch: int, device: torch.device, low: int | None = None,
+             high: int | None = None) -> torch.Tensor:
+    """(batch,) uniform floats in [0, 1), or integers in [low, high): one draw from each sample's generator when
+    given a list, else `batch` draws from one stream."""
+    def draw(count, g):
+        if low is None:
+            return torch.rand(count, generator=g, device=device)
+        return torch.randint(low, high, (count,), generator=g, device=device)
+    if isinstance(generator, list):
+        return torch.cat([draw(1, g) for g in generator])
+    return draw(batch, generator)
+
+
 def diffusion_loss(unet, latents: torch.Tensor, conditions: dict, text_states: torch.Tensor, noise_scheduler,
-                   offset_noise: float, generator: torch.Generator | None = None, high_noise_fraction: float = 0.0,
+                   offset_noise: float, generator: Generators = None, high_noise_fraction: float = 0.0,
                    high_noise_start: int = 850) -> torch.Tensor:
     """v-prediction MSE (float32) at uniformly drawn timesteps of the official schedule (zero terminal SNR), a
     share `high_noise_fraction` of them drawn from `high_noise_start` up instead. The noise gets offset noise per
-    sample, channel and frame, as the pipeline's starting noise does."""
+    sample, channel and frame, as the pipeline's starting noise does. `generator`: one for the batch, or one per
+    sample (`sample_generators`)."""
     batch, channels, frames = latents.shape[:3]
     device = latents.device
-    noise = torch.randn(latents.shape, generator=generator, device=device)
-    noise = noise + offset_noise * torch.randn((batch, channels, frames, 1, 1), generator=generator, device=device)
+    noise = randn_tensor(latents.shape, generator=generator, device=device)
+    noise = noise + offset_noise * randn_tensor((batch, channels, frames, 1, 1), generator=generator, device=device)
     last = noise_scheduler.config.num_train_timesteps
-    timesteps = torch.randint(0, last, (batch,), generator=generator, device=device)
+    timesteps = _uniform(generator, batch, device, 0, last)
     if high_noise_fraction > 0:
         # Where the input shows almost nothing, only the conditions can say where the shape goes.
-        noisiest = torch.randint(high_noise_start, last, (batch,), generator=generator, device=device)
-        chosen = torch.rand(batch, generator=generator, device=device) < high_noise_fraction
+        noisiest = _uniform(generator, batch, device, high_noise_start, last)
+        chosen = _uniform(generator, batch, device) < high_noise_fraction
         timesteps = torch.where(chosen, noisiest, timesteps)
     noisy = noise_scheduler.add_noise(latents, noise, timesteps)
     target = noise_scheduler.get_velocity(latents, noise, timesteps)
@@ -104,16 +132,18 @@ def diffusion_loss(unet, latents: torch.Tensor, conditions: dict, text_states: t
     return F.mse_loss(prediction.float(), target.float())
 
 
-def model_inputs(batch: dict, components: Components, config: TrainConfig, width: int,
-                 device: torch.device) -> tuple[torch.Tensor, dict, torch.Tensor]:
-    """(clean latents (B, C, F, h, w), conditions, text states) of a pixel or latent-cache batch."""
+def model_inputs(batch: dict, components: Components, config: TrainConfig, width: int, device: torch.device,
+                 generator: Generators = None) -> tuple[torch.Tensor, dict, torch.Tensor]:
+    """(clean latents (B, C, F, h, w), conditions, text states) of a pixel or latent-cache batch. `generator` draws the
+    posterior sample and the dropouts: one for the batch, one per sample, or None (torch's global stream)."""
     if "moments" in batch:
         moments, rows = batch["moments"].to(device), batch.get("appearance")
     else:
         moments, rows = encode_pixels(components, batch["pixel_values"].to(device), width)
-    latents = sample_latents(moments, components.vae.config.scaling_factor)
+    latents = sample_latents(moments, components.vae.config.scaling_factor, generator)
+    batch_size = latents.shape[0]
     # Caption dropout trains the unconditional prediction that classifier-free guidance needs.
-    keep = torch.rand(len(batch["captions"])) >= config.text_dropout
+    keep = _uniform(generator, batch_size, latents.device) >= config.text_dropout
     captions = [caption if k else "" for caption, k in zip(batch["captions"], keep.tolist())]
     conditions = higen_conditions(latents, rows, width, prior=config.structure_decoupling,
                                   motion_factor_measure=components.unet.config.motion_factor_measure,
@@ -121,6 +151,6 @@ def model_inputs(batch: dict, components: Components, config: TrainConfig, width
     if latents.shape[2] > 1 and config.uniform_motion_factors > 0:
         # Per-pair factors tell the model which frames change; inference's single γm does not, so the caption must.
         factors = conditions["motion_factors"]  # (B, F-1)
-        uniform = torch.rand(factors.shape[0], 1, device=factors.device) < config.uniform_motion_factors
+        uniform = (_uniform(generator, batch_size, latents.device) < config.uniform_motion_factors)[:, None]
         conditions["motion_factors"] = torch.where(uniform, factors.mean(dim=1, keepdim=True), factors)
     return latents, conditions, encode_text(components, captions, device)

@@ -23,16 +23,16 @@ TINY_DATA = REPO / "assets" / "tiny-data"
 FINAL_UNET = Path("final") / "unet" / "diffusion_pytorch_model.safetensors"
 
 
-def train_in_two_processes(out: Path, **fields) -> subprocess.CompletedProcess:
+def train_in_two_processes(out: Path, processes: int = 2, **fields) -> subprocess.CompletedProcess:
     values = {"output_dir": out, "max_train_steps": 4, "checkpointing_steps": 2, "sample_every": 0,
               "progress_bar": "false", "lr_warmup_steps": 0, "dataloader_num_workers": 0,
               "video_data": TINY_DATA / "videos.jsonl", "image_data": TINY_DATA / "images.jsonl", **fields}
     argv = ["--config", str(TINY)] + [item for k, v in values.items() for item in (f"--{k}", str(v))]
-    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(processes),
                           "-m", "higen_core.train", *argv], cwd=REPO, capture_output=True, text=True, timeout=300,
                          env={**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"})
     assert run.returncode == 0, run.stderr[-3000:]
-    assert "2 process(es)" in run.stderr
+    assert f"{processes} process(es)" in run.stderr
     return run
 
 
@@ -53,6 +53,22 @@ def test_two_processes_resume_like_an_uninterrupted_run_and_save_a_loadable_pipe
     pipe = HiGenPipeline.from_pretrained(straight / "final")
     assert pipe.animate(torch.zeros(1, 4, 8, 8), "a red circle", num_frames=4, num_inference_steps=1,
                         output_type="latent").latents.shape == (1, 4, 4, 8, 8)
+
+
+def test_two_processes_train_as_one_process_with_their_global_batch(tmp_path):
+    # Each sample's noise, timestep, posterior draw and caption dropout come from its own generator (seeded by the
+    # step and the sample's path), and the two processes' shares of an epoch are the one process's batches split in
+    # two: the gradients differ only by the order of float sums. A large AdamW epsilon keeps the steps of parameters
+    # with near-zero gradients linear in them; at 1e-8 such a step is about lr * sign(gradient), and the sums' last
+    # bits can flip it.
+    fields = dict(image_fraction=0.0, max_train_steps=3, checkpointing_steps=0, text_dropout=0.5, adam_epsilon=1e-3)
+    train_in_two_processes(tmp_path / "two", batch_size=2, **fields)
+    train_in_two_processes(tmp_path / "one", processes=1, batch_size=4, **fields)
+    two, one = load_file(tmp_path / "two" / FINAL_UNET), load_file(tmp_path / "one" / FINAL_UNET)
+    start = tiny_unet(0).state_dict()
+    assert any(not torch.equal(start[name], one[name]) for name in one)
+    for name in one:
+        torch.testing.assert_close(two[name], one[name], rtol=0, atol=1e-6, msg=name)
 
 
 def test_when_every_process_takes_images_only_the_spatial_parameters_move(tmp_path):
@@ -89,3 +105,15 @@ def test_accelerate_launch_cpu_that_starts_one_process_is_refused(monkeypatch, c
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     assert main(["--config", str(TINY), "--output-dir", str(tmp_path / "run")]) == 1
     assert "torchrun --nproc_per_node N -m higen_core.train" in capsys.readouterr().err
+
+
+def test_fsdp_and_deepspeed_are_refused_with_what_to_use_instead(monkeypatch, capsys, tmp_path):
+    # Under FSDP the per-kind gradient hooks never fire, so joint training would train the temporal layers on images.
+    for variable, name in (("ACCELERATE_USE_FSDP", "FSDP"), ("ACCELERATE_USE_DEEPSPEED", "DeepSpeed")):
+        monkeypatch.setenv(variable, "true")
+        assert main(["--config", str(TINY), "--output-dir", str(tmp_path / "run")]) == 1
+        error = capsys.readouterr().err
+        assert error.startswith(f"error: {name} is not supported: joint training's per-kind gradient factors")
+        assert "Use DDP (`accelerate launch --multi_gpu`" in error
+        monkeypatch.delenv(variable)
+        assert not (tmp_path / "run").exists()
