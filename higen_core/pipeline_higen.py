@@ -124,7 +124,9 @@ class HiGenPipeline(DiffusionPipeline, HiGenLoraLoaderMixin):
 
     model_cpu_offload_seq = "text_encoder->unet->vae"
     _optional_components = ["vae", "text_encoder", "tokenizer"]
-    _callback_tensor_inputs = ["latents", "prompt_embeds", "negative_prompt_embeds"]
+    # "denoised": the scheduler's prediction of the clean latents at this step (its `pred_original_sample`; None for a
+    # scheduler without one), what a live preview or a stopped job's partial result shows.
+    _callback_tensor_inputs = ["latents", "denoised", "prompt_embeds", "negative_prompt_embeds"]
 
     def __init__(self, vae=None, text_encoder=None, tokenizer=None, *, unet: HiGenUNet3DModel, scheduler,
                  settings: HiGenSettings | dict | None = None):
@@ -319,11 +321,12 @@ class HiGenPipeline(DiffusionPipeline, HiGenLoraLoaderMixin):
                 if do_guidance:
                     uncond, cond = prediction.chunk(2)
                     prediction = uncond + guidance_scale * (cond - uncond)
-                latents = self.scheduler.step(prediction, t, latents, generator=generator, return_dict=False)[0]
+                step = self.scheduler.step(prediction, t, latents, generator=generator)
+                latents = step.prev_sample
 
                 if callback_on_step_end is not None:
-                    values = {"latents": latents, "prompt_embeds": prompt_embeds,
-                              "negative_prompt_embeds": negative_prompt_embeds}
+                    values = {"latents": latents, "denoised": getattr(step, "pred_original_sample", None),
+                              "prompt_embeds": prompt_embeds, "negative_prompt_embeds": negative_prompt_embeds}
                     outputs = callback_on_step_end(self, i, t, {k: values[k] for k in
                                                                 callback_on_step_end_tensor_inputs})
                     latents = outputs.pop("latents", latents)

@@ -20,7 +20,9 @@ class StudioError(Exception):
 
 
 class JobStopped(StudioError):
-    """The session pressed Stop: the job left its loop after the current step and its partial result was dropped."""
+    """The session pressed Stop: the job left its loop after the current step. `partial` is what it made so far, for
+    the caller to keep (None: nothing worth keeping)."""
 
-    def __init__(self):
-        super().__init__("Stopped: the partial result was discarded.")
+    def __init__(self, partial=None):
+        super().__init__("Stopped.")
+        self.partial = partial

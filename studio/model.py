@@ -22,6 +22,7 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import PIL.Image
 import torch
 
@@ -45,12 +46,21 @@ UPLOAD_FORMATS = {"PNG": "PNG", "JPEG": "JPEG", "WEBP": "WebP", "BMP": "BMP"}
 # A ZeroGPU slot is reserved for the estimated duration; these figures are for the released model (32 frames at
 # 256x448) on a ZeroGPU H200 slice, with room to spare.
 GPU_SECONDS_MAX = 300
+# A live preview every this share of an animation's steps (and never after the last: the video itself follows).
+PREVIEW_EVERY = 0.2
+# Previews are enlarged to at least this many pixels on their shorter side, so that a small model's show.
+PREVIEW_MIN_SIDE = 128
 OOM_MESSAGE = ("The GPU ran out of memory. Enable CPU offload in the Model panel, or ask for fewer frames, fewer "
                "motion prompts or fewer candidates.")
 
 
 class _Stopped(Exception):
-    """Raised from the step callback to leave the denoising loop at once."""
+    """Raised from the step callback to leave the denoising loop at once; `partial` is what the job keeps (None:
+    nothing)."""
+
+    def __init__(self, partial=None):
+        super().__init__()
+        self.partial = partial
 
 
 @dataclass
@@ -63,6 +73,7 @@ class PriorBatch:
 class AnimateResult:
     videos: list[VideoRecord]
     seed: int  # every video of the batch starts from this seed's noise, so they differ only by their prompt
+    partial: bool = False  # stopped: the videos are the clean prediction at the step it stopped after
 
 
 @dataclass
@@ -105,7 +116,7 @@ def prior_gpu_seconds(prompt, negative_prompt, seeds, steps, guidance, stop, pro
 
 
 def animate_gpu_seconds(prior_latents, prompts, negative_prompt, motion_factor, appearance_factor, num_frames, steps,
-                        guidance, seed, stop, progress) -> int:
+                        guidance, seed, stop, progress, preview=None) -> int:
     return int(min(GPU_SECONDS_MAX, 15 + 0.03 * num_frames * steps * len(prompts)))
 
 
@@ -191,6 +202,42 @@ def shown_name(source: str, parts: int = 1) -> str:
     if not path.exists():
         return source
     return "/".join(path.resolve().parts[-parts:])
+
+
+def latent_rgb_projection(latents: torch.Tensor, image: PIL.Image.Image) -> tuple[torch.Tensor, torch.Tensor]:
+    """A linear map from the model's latents to RGB in [-1, 1]: (weight (3, C), bias (3,)), fitted by least squares to
+    a prior's latents (1, C, h, w) and its own decoded picture at the latents' size. Every frame of an animation grows
+    out of its prior, so the map previews them well at the cost of a matrix product."""
+    channels, height, width = latents.shape[1:]
+    target = torch.from_numpy(np.array(image.convert("RGB").resize((width, height), PIL.Image.BOX)))
+    target = target.reshape(-1, 3).float() / 127.5 - 1  # (h*w, 3)
+    design = torch.cat([latents[0].reshape(channels, -1).T.float(), torch.ones(height * width, 1)], dim=1)
+    solution = torch.linalg.lstsq(design, target).solution  # (C+1, 3)
+    return solution[:-1].T.contiguous(), solution[-1].contiguous()
+
+
+@dataclass
+class PreviewWriter:
+    """Writes what an animation is becoming, as a small MP4 in `folder` ("preview-<step>-of-<steps>.mp4", the older
+    ones removed): the first video's clean prediction through the prior's linear latent-to-RGB map, enlarged
+    `scale` times. Plain values only, so that it crosses into a ZeroGPU worker."""
+
+    folder: Path
+    weight: torch.Tensor  # (3, C)
+    bias: torch.Tensor  # (3,)
+    total: int
+    fps: float
+    scale: int
+
+    def __call__(self, step: int, denoised: torch.Tensor) -> None:
+        rgb = torch.einsum("cfhw,rc->fhwr", denoised[0].float().cpu(), self.weight) + self.bias  # (F, h, w, 3)
+        frames = ((rgb.clamp(-1, 1) + 1) / 2).repeat_interleave(self.scale, 1).repeat_interleave(self.scale, 2)
+        self.folder.mkdir(exist_ok=True)
+        path = self.folder / f"preview-{step:04d}-of-{self.total:04d}.mp4"
+        video_io.export_mp4(frames.numpy(), path, fps=self.fps)
+        for old in self.folder.glob("preview-*.mp4"):
+            if old != path:
+                old.unlink(missing_ok=True)
 
 
 def _now() -> str:
@@ -376,12 +423,21 @@ class StudioModel:
     # GPU jobs: picklable arguments in, ("ok", value) | ("stopped", None) | ("error", text) out, because across a
     # ZeroGPU worker only plain values come back, not our exceptions.
     @staticmethod
-    def _step_callback(stop: StopFlag | None, progress, total: int, desc: str):
+    def _step_callback(stop: StopFlag | None, progress, total: int, desc: str, seen: dict | None = None,
+                       preview=None):
+        """The pipeline's step callback: reports progress, keeps the latest clean prediction in `seen` (what Stop
+        keeps), calls `preview(i, denoised)` every `PREVIEW_EVERY` of the steps, and leaves the loop on Stop."""
+        every = max(1, round(total * PREVIEW_EVERY))
+
         def callback(pipe, i, t, tensors):
+            if seen is not None:
+                seen.update(denoised=tensors["denoised"], steps_done=i + 1)
             if stop is not None and stop.is_set():
                 raise _Stopped
             if progress is not None:
                 progress((i + 1, total), desc=desc)
+            if preview is not None and (i + 1) % every == 0 and i + 1 < total:
+                preview(i + 1, tensors["denoised"])
             return {}
 
         return callback
@@ -389,8 +445,8 @@ class StudioModel:
     def _outcome(self, compute):
         try:
             return "ok", compute()
-        except _Stopped:
-            return "stopped", None
+        except _Stopped as stopped:
+            return "stopped", stopped.partial
         except torch.OutOfMemoryError:
             self._free_memory()
             return "error", OOM_MESSAGE
@@ -408,14 +464,26 @@ class StudioModel:
         return self._outcome(compute)
 
     def _animate_job(self, prior_latents, prompts, negative_prompt, motion_factor, appearance_factor, num_frames,
-                     steps, guidance, seed, stop, progress):
+                     steps, guidance, seed, stop, progress, preview=None):
+        """(B, F, H, W, 3) frames in [0, 1]; stopped, ("stopped", (frames of the clean prediction, steps done))."""
+        seen = {}
+
         def compute():
-            out = self.pipe.animate(
-                prior_latents, prompts, negative_prompt, motion_factor=motion_factor,
-                appearance_factor=appearance_factor, num_frames=num_frames, num_inference_steps=steps,
-                guidance_scale=guidance, generator=[torch.Generator().manual_seed(seed) for _ in prompts],
-                output_type="np", callback_on_step_end=self._step_callback(stop, progress, steps, "Animating"))
-            return out.frames  # (B, F, H, W, 3) in [0, 1]
+            try:
+                out = self.pipe.animate(
+                    prior_latents, prompts, negative_prompt, motion_factor=motion_factor,
+                    appearance_factor=appearance_factor, num_frames=num_frames, num_inference_steps=steps,
+                    guidance_scale=guidance, generator=[torch.Generator().manual_seed(seed) for _ in prompts],
+                    output_type="np", callback_on_step_end_tensor_inputs=["denoised"],
+                    callback_on_step_end=self._step_callback(stop, progress, steps, "Animating", seen, preview))
+            except _Stopped:
+                if "denoised" not in seen:
+                    raise
+                # Stop keeps what was made: the clean video as the last finished step predicts it.
+                frames = self.pipe.video_processor.postprocess_video(
+                    self.pipe.decode_latents(seen["denoised"]), output_type="np")
+                raise _Stopped((frames, seen["steps_done"])) from None
+            return out.frames
 
         return self._outcome(compute)
 
@@ -436,7 +504,7 @@ class StudioModel:
             if status == "stopped":
                 stop.clear()  # consumed: the session is ready for its next job
         if status == "stopped":
-            raise JobStopped()
+            raise JobStopped(partial=value)
         if status == "error":
             raise StudioError(value)
         return value
@@ -573,9 +641,19 @@ class StudioModel:
         num_frames, steps, guidance, seed = r.num_frames, r.steps, r.guidance, r.seed
         fps = self.fps
         negative_prompt = prior.settings.get("negative_prompt", "")
-        videos = self._run(self._animate_on_gpu, prior.latents, prompts, negative_prompt, motion_factor,
-                           appearance_factor, num_frames, steps, guidance, seed, session.stop, progress,
-                           stop=session.stop)
+        preview = self._preview_writer(session, prior, steps)
+        partial = None
+        try:
+            videos = self._run(self._animate_on_gpu, prior.latents, prompts, negative_prompt, motion_factor,
+                               appearance_factor, num_frames, steps, guidance, seed, session.stop, progress, preview,
+                               stop=session.stop)
+        except JobStopped as stopped:
+            if stopped.partial is None:
+                raise
+            videos, steps_done = stopped.partial
+            partial = {"steps_done": steps_done, "num_inference_steps": steps}
+        finally:
+            shutil.rmtree(preview.folder, ignore_errors=True)
 
         records = []
         for index, (prompt, frames) in enumerate(zip(prompts, videos)):
@@ -584,7 +662,8 @@ class StudioModel:
                 "video", video_id, motion_prompt=prompt, negative_prompt=negative_prompt,
                 motion_factor=motion_factor, appearance_factor=appearance_factor, num_frames=num_frames,
                 num_inference_steps=steps, guidance_scale=guidance, seed=seed, fps=fps,
-                batch={"index": index, "motion_prompts": prompts}, prior={"id": prior.id, **prior.settings})
+                batch={"index": index, "motion_prompts": prompts}, prior={"id": prior.id, **prior.settings},
+                **({"partial": partial} if partial else {}))
             stem = session.folder / f"video-{video_id}"
             paths = [stem.with_suffix(ext) for ext in (".mp4", ".gif", ".json")]
             video_io.export_mp4(frames, paths[0], fps=fps, metadata=settings)
@@ -593,11 +672,19 @@ class StudioModel:
             records.append(VideoRecord(video_id, prior.id, *paths, settings))
         session.remember(prior)
         session.add_videos(records)
-        return AnimateResult(records, seed)
+        return AnimateResult(records, seed, partial=partial is not None)
+
+    def _preview_writer(self, session: Session, prior: PriorRecord, steps: int) -> PreviewWriter:
+        """The live preview of an animation of `prior`: its map fitted to the prior's own picture."""
+        with PIL.Image.open(prior.image_path) as image:
+            weight, bias = latent_rgb_projection(prior.latents.float().cpu(), image)
+        scale = max(1, -(-PREVIEW_MIN_SIDE // min(prior.latents.shape[2:])))
+        return PreviewWriter(session.preview_folder, weight, bias, steps, self.fps, scale)
 
     @staticmethod
     def request_stop(session: Session) -> None:
-        """Stop: the running job of this session leaves its loop after the current step and discards its result."""
+        """Stop: the running job of this session leaves its loop after the current step. An animation keeps the
+        videos its last step predicts, marked partial; a prior job keeps nothing."""
         session.stop.set()
 
     def remix(self, session: Session, record_id: str) -> tuple[str, dict]:

@@ -88,8 +88,11 @@ class VideoRecord:
     @property
     def label(self) -> str:
         s = self.settings
+        partial = s.get("partial")
+        steps = (f"partial: stopped after {partial['steps_done']} of {s['num_inference_steps']} steps" if partial
+                 else f"{s['num_inference_steps']} steps")
         return (f"“{s['motion_prompt']}” · γm {s['motion_factor']:g} · γa {s['appearance_factor']:g} · "
-                f"{s['num_frames']} frames · {s['num_inference_steps']} steps · seed {s['seed']}")
+                f"{s['num_frames']} frames · {steps} · seed {s['seed']}")
 
 
 @dataclass
@@ -104,8 +107,23 @@ class Session:
     last_videos: list[VideoRecord] = field(default_factory=list)
     clients: set[str] = field(default_factory=set)  # open pages (Gradio session hashes) showing this session
     busy: bool = False  # a job of this session was accepted and has not ended or been stopped
+    running: bool = False  # a job of this session is in its handler now (a stopped one until it has left)
     released_at: float | None = None  # when its last page closed
     last_seen: float = field(default_factory=time.time)
+
+    @property
+    def preview_folder(self) -> Path:
+        """Where a running animation writes its live preview (studio.model.PreviewWriter); gone when it ends."""
+        return self.folder / "preview"
+
+    def latest_preview(self) -> tuple[str, int, int] | None:
+        """(path, step, steps) of the running animation's newest preview, or None."""
+        folder = self.preview_folder
+        names = sorted(folder.glob("preview-*-of-*.mp4")) if folder.is_dir() else []
+        if not names:
+            return None
+        _, step, _, total = names[-1].stem.split("-")
+        return str(names[-1]), int(step), int(total)
 
     @property
     def current_prior(self) -> PriorRecord | None:

@@ -18,6 +18,7 @@ model's checks, not Gradio's conversions, answer any JSON an API client sends.
 from __future__ import annotations
 
 import contextlib
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,7 +47,12 @@ TINY_BANNER = ("⚠️ **This is an untrained tiny model** with random weights: 
 # The prompt box's placeholder when the model declares no example prompts to take the first of.
 PROMPT_PLACEHOLDER = "what the picture shows"
 PRIOR_NOTE = ("The prior becomes the **middle frame** of every video: the motion runs from before it to after it.")
-STOPPED = "Stopped: the job ends at its next step and its partial result is discarded."
+STOPPED = ("Stopped: the job ends after its current step. An animation keeps the videos that step predicts, marked "
+           "partial; priors are not kept.")
+# How often an open page looks for a running animation's live preview (a file check when there is none).
+PREVIEW_POLL_S = 1.0
+# How long the page waits, after Stop, for the stopped job to leave and show what it kept (a step takes well under).
+STOP_WAIT_S = 30.0
 NOTHING_TO_STOP = "Nothing is running: there was nothing to stop."
 # Stop goes through the queue, as only queued events bring gr.Info to the page; it never waits behind a job.
 STOP_EVENT = {"concurrency_id": "ui", "concurrency_limit": None}
@@ -83,8 +89,9 @@ def history_gallery(session: Session) -> list[tuple[str, str]]:
     for record in reversed(session.history):
         if isinstance(record, VideoRecord):
             s = record.settings
+            partial = " · partial" if s.get("partial") else ""
             items.append((str(record.gif_path), f"video · {s['motion_prompt']} · γm {s['motion_factor']:g} · "
-                                                f"γa {s['appearance_factor']:g} · seed {s['seed']}"))
+                                                f"γa {s['appearance_factor']:g} · seed {s['seed']}{partial}"))
         else:
             s = record.settings
             text = s.get("prompt") or s.get("file", "image")
@@ -187,6 +194,8 @@ class VideoPanel:
     slots: list[tuple[gr.Column, gr.Video, gr.File]]
     batch_files: gr.File
     batch_settings: gr.JSON
+    preview_timer: gr.Timer
+    preview_shown: gr.State  # the path of the preview this page shows last
 
     @property
     def outputs(self) -> list:
@@ -315,7 +324,7 @@ def build_video_panel(slot_count: int) -> VideoPanel:
     with gr.Accordion("Files and settings of the last batch", open=False):
         batch_files = gr.File(label="Files", file_count="multiple", interactive=False)
         batch_settings = gr.JSON(label="Settings")
-    return VideoPanel(slots, batch_files, batch_settings)
+    return VideoPanel(slots, batch_files, batch_settings, gr.Timer(PREVIEW_POLL_S), gr.State(None))
 
 
 def build_history_panel(selected: gr.State) -> HistoryPanel:
@@ -403,11 +412,11 @@ class Handlers:
     @staticmethod
     @contextlib.contextmanager
     def job(session: Session):
-        session.busy = True
+        session.busy = session.running = True
         try:
             yield
         finally:
-            session.busy = False
+            session.busy = session.running = False
 
     def warn_unknown_words(self, *texts: str) -> None:
         message = unknown_words_message(self.model.unknown_words(*texts))
@@ -500,8 +509,30 @@ class Handlers:
         return [*self.slot_updates(session.last_videos), history_gallery(session)]
 
     @user_errors
+    def show_preview(self, sid, shown):
+        """A timer's tick: the running animation's newest preview in the first video slot, once each."""
+        session = self.store.get(sid) if isinstance(sid, str) else None
+        preview = session.latest_preview() if session is not None else None
+        if preview is None or preview[0] == shown:
+            return gr.skip(), gr.skip()
+        path, step, total = preview
+        return gr.Video(value=path, label=f"Preview · step {step} of {total} (colours approximate)"), path
+
+    @user_errors
     def show_history(self, sid):
         return history_gallery(self.store.ensure(sid))
+
+    @user_errors
+    def show_after_stop(self, sid):
+        """After Stop: once the stopped job has left (within a step), the videos it kept, if it kept any. Stop's
+        `cancels` detaches the running event from the page, so its own results would never arrive."""
+        session = self.store.get(sid) if isinstance(sid, str) else None
+        if session is None:
+            return [gr.skip()] * (3 * self.slot_count + 1)
+        deadline = time.monotonic() + STOP_WAIT_S
+        while session.running and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return [*self.slot_updates(session.last_videos), history_gallery(session)]
 
     @user_errors
     def request_stop(self, sid):
@@ -606,12 +637,16 @@ def wire_events(demo: gr.Blocks, on: Handlers, state: SessionState, prior: Prior
     animate_job = step2.animate.click(on.check_animate, [sid, *step2_inputs], None, preprocess=False,
                                       **UI_EVENT).success(
         on.run_animate, [sid, *step2_inputs], [sid, videos.batch_files, videos.batch_settings, step2.seed],
-        api_name="animate", show_progress_on=[videos.slots[0][1]], preprocess=False, **GPU_EVENT)
+        api_name="animate", show_progress_on=[videos.slots[0][1]], show_progress="minimal", preprocess=False,
+        **GPU_EVENT)
     animate_job.success(on.show_videos, [sid], [*videos.outputs, history.gallery], **QUICK_EVENT)
+    # The live preview: the running animation writes one every few steps; each page shows the newest in slot 0.
+    videos.preview_timer.tick(on.show_preview, [sid, videos.preview_shown],
+                              [videos.slots[0][1], videos.preview_shown], **QUICK_EVENT)
 
     # The flag stops a running job at its next step; `cancels` drops this page's jobs still waiting in line.
     step2.stop.click(on.request_stop, [sid], None, cancels=[prior_job, upload_job, animate_job], api_name="stop",
-                     **STOP_EVENT)
+                     **STOP_EVENT).then(on.show_after_stop, [sid], [*videos.outputs, history.gallery], **QUICK_EVENT)
 
     history.gallery.select(on.select_history, [sid, history.gallery], [history.selected, history.settings],
                            **QUICK_EVENT)

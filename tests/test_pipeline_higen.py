@@ -128,6 +128,24 @@ def test_step_callback_and_interrupt(pipe):
     assert seen == [0, 1]
 
 
+def test_step_callback_sees_the_prediction_of_the_clean_latents(pipe):
+    # What a live preview shows, and what a stopped job keeps: x0 as DDIM predicts it from the step's v-prediction.
+    seen = []
+
+    def callback(p, i, t, tensors):
+        seen.append((int(t), tensors["latents"].clone(), tensors["denoised"].clone()))
+        return {}
+
+    out = pipe.animate(torch.zeros(1, 4, 8, 8), "x", num_frames=3, num_inference_steps=3, output_type="latent",
+                       generator=_gen(0), callback_on_step_end=callback,
+                       callback_on_step_end_tensor_inputs=["latents", "denoised"])
+    assert len(seen) == 3 and all(d.shape == (1, 4, 3, 8, 8) and torch.isfinite(d).all() for _, _, d in seen)
+    # At the last step DDIM's update is the clean prediction renoised to the first timestep's tiny noise level.
+    last_t, latents, denoised = seen[-1]
+    assert torch.equal(latents, out.latents) and (latents - denoised).abs().max() < 0.1 * latents.abs().max()
+    assert not torch.allclose(seen[0][2], denoised)  # it sharpens as the steps go
+
+
 def test_latent_only_pipeline_without_vae_or_text_encoder():
     full = tiny_pipeline()
     pipe = HiGenPipeline(unet=full.unet, scheduler=default_scheduler())
@@ -293,7 +311,7 @@ EMBEDS = torch.zeros(1, 77, 32)
     (dict(guidance_scale="3"), ValueError, "`guidance_scale` must be a number >= 0; got '3'."),
     (dict(output_type="gif"), ValueError, "`output_type` must be one of ('pil', 'np', 'pt', 'latent'); got 'gif'."),
     (dict(callback_on_step_end_tensor_inputs=["latents", "noise"]), ValueError,
-     "Step callbacks can receive ['latents', 'prompt_embeds', 'negative_prompt_embeds']; not ['noise']."),
+     "Step callbacks can receive ['latents', 'denoised', 'prompt_embeds', 'negative_prompt_embeds']; not ['noise']."),
 ])
 def test_each_mistake_gets_its_own_message(pipe, change, error, message):
     with pytest.raises(error, match=re.escape(message)):

@@ -97,16 +97,23 @@ def test_both_steps_in_chromium(browser, app, model):
     assert [v.prior_id for v in session.last_videos] == [prior.id, prior.id]
     shown = [v["src"] for v in later]
 
-    # Stop: a long job ends within a step or two of the click; its result is dropped and the next job runs.
+    # A long job shows a live preview in the first slot as it goes; Stop ends it within a step or two of the click
+    # and keeps the videos its last step predicts, marked partial; the next job runs.
     set_number(page, "animate-steps", 200)
     page.click("#animate")
-    page.wait_for_selector("#videos .progress-text, #videos .progress-level", timeout=30_000)
+    page.wait_for_function("document.querySelector('#videos').innerText.includes('Preview · step')", timeout=30_000)
+    assert page.evaluate(VIDEO_STATE)[0]["src"] not in shown
+    page.mouse.move(0, 0)
+    page.screenshot(path=str(ARTIFACTS / "preview.png"), full_page=True)
     page.click("#stop")
     started = time.time()
     while model._lock.locked() and time.time() - started < 20:
         time.sleep(0.05)
     assert not model._lock.locked(), "the job did not stop"
-    assert [v["src"] for v in page.evaluate(VIDEO_STATE)] == shown and len(session.last_videos) == 2
+    page.wait_for_function("document.querySelector('#videos').innerText.split('partial: stopped after').length == 3",
+                           timeout=30_000)
+    assert len(session.last_videos) == 2 and all(v.settings["partial"] for v in session.last_videos)
+    assert session.last_videos[0].settings["partial"]["steps_done"] < 200
     set_number(page, "animate-steps", 2)
     page.locator("#motion-prompts textarea").fill("the ball spins")
     page.click("#animate")
@@ -116,13 +123,13 @@ def test_both_steps_in_chromium(browser, app, model):
 
     # A refresh keeps the session: history and the last videos come back.
     page.reload()
-    page.wait_for_function("document.querySelectorAll('#history img').length == 4", timeout=30_000)
+    page.wait_for_function("document.querySelectorAll('#history img').length == 6", timeout=30_000)
     assert session_of(app, page) is session
     assert "the ball spins" in page.locator("#videos").inner_text()
 
     # "Send back to inputs": the first video's settings return to step 2, its prior becomes current again.
     session.current_prior_id = None
-    page.locator("#history img").nth(2).click()  # newest first: spins, jumps high, rolls left, the prior
+    page.locator("#history img").nth(4).click()  # newest first: spins, 2 partial, jumps high, rolls left, the prior
     page.wait_for_function("document.querySelector('#history-settings').innerText.includes('the ball rolls')")
     page.click("#history-remix")
     page.wait_for_function("document.querySelector('#motion-prompts textarea').value == 'the ball rolls to the left'")

@@ -108,25 +108,68 @@ def test_motion_prompts_default_to_the_prior_prompt(model, session):
     assert parse_motion_prompts(["a", " ", "b "]) == ["a", "b"]
 
 
-def test_stop_discards_the_partial_result_and_the_next_job_runs(model, session):
+def test_stop_keeps_the_videos_the_last_step_predicts_marked_partial(model, session):
     prior(model, session)
-    before = sorted(session.folder.iterdir())
     steps_seen = []
 
-    def press_stop_after_first_step(step, desc=None):
+    def press_stop_after_second_step(step, desc=None):
         steps_seen.append(step)
-        model.request_stop(session)
+        if step == (2, 10):
+            model.request_stop(session)
 
-    with pytest.raises(JobStopped):
-        model.animate(session, "it rolls", 50, 1.0, 3, steps=10, guidance=1.0, seed=1,
-                      progress=press_stop_after_first_step)
-    assert steps_seen == [(1, 10)]  # left the loop at the next step's callback
-    assert sorted(session.folder.iterdir()) == before  # nothing written
+    result = model.animate(session, "it rolls\nit bounces", 50, 1.0, 3, steps=10, guidance=1.0, seed=1,
+                           progress=press_stop_after_second_step)
+    assert steps_seen == [(1, 10), (2, 10)]  # left the loop at the next step's callback
+    assert result.partial and session.last_videos == result.videos and len(result.videos) == 2
+    for video in result.videos:
+        assert video.settings["partial"] == {"steps_done": 3, "num_inference_steps": 10}
+        assert json.loads(video.json_path.read_text())["partial"] == video.settings["partial"]
+        assert video_io.read_mp4_metadata(video.mp4_path)["partial"]["steps_done"] == 3
+        assert video_io.read_mp4_frames(video.mp4_path).shape[0] == 3
+        assert "partial: stopped after 3 of 10 steps" in video.label
     assert not session.stop.is_set()  # the request was used up
-    assert session.last_videos == []
+    assert not session.preview_folder.exists()
 
     result = model.animate(session, "it rolls", 50, 1.0, 2, seed=1, **FAST)
-    assert len(result.videos) == 1 and not session.stop.is_set()
+    assert len(result.videos) == 1 and not result.partial and "partial" not in result.videos[0].settings
+
+
+def test_a_stopped_prior_job_keeps_nothing(model, session):
+    before = sorted(session.folder.iterdir())
+    with pytest.raises(JobStopped):
+        model.generate_prior(session, "a red ball", seed=1, steps=5, guidance=1.0,
+                             progress=lambda step, desc=None: model.request_stop(session))
+    assert sorted(session.folder.iterdir()) == before and not session.stop.is_set()
+
+
+def test_an_animation_shows_a_live_preview_while_it_runs(model, session):
+    prior(model, session)
+    seen = []
+
+    def look(step, desc=None):
+        seen.append(session.latest_preview())
+
+    model.animate(session, "it rolls", 50, 1.0, 3, steps=10, guidance=1.0, seed=1, progress=look)
+    # Every 2 of 10 steps, but not after the last: the video itself follows. Each is a real MP4 of the clip's frames,
+    # enlarged to a visible size; the folder is gone when the job ends.
+    written = [entry[1:] for entry in seen if entry is not None]
+    assert sorted(set(written)) == [(2, 10), (4, 10), (6, 10), (8, 10)]
+    path = seen[-2][0]  # progress is reported before the step's preview is written
+    assert not Path(path).exists()
+    assert not session.preview_folder.exists()
+
+
+def test_the_preview_map_is_the_least_squares_fit_of_a_prior_to_its_picture():
+    from studio.model import latent_rgb_projection
+
+    generator = torch.Generator().manual_seed(0)
+    latents = torch.randn(1, 4, 6, 5, generator=generator) * 0.3
+    weight, bias = torch.randn(3, 4, generator=generator) * 0.4, torch.tensor([0.1, -0.2, 0.05])
+    rgb = (torch.einsum("chw,rc->hwr", latents[0], weight) + bias).clamp(-1, 1)
+    image = PIL.Image.fromarray(((rgb + 1) * 127.5).round().to(torch.uint8).numpy())
+    fitted_weight, fitted_bias = latent_rgb_projection(latents, image)
+    torch.testing.assert_close(fitted_weight, weight, atol=0.03, rtol=0)
+    torch.testing.assert_close(fitted_bias, bias, atol=0.01, rtol=0)
 
 
 def test_a_stop_pressed_while_idle_does_not_stop_the_next_job(model, session):

@@ -7,7 +7,9 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import gradio as gr
+import numpy as np
 
+from higen_core import video_io
 from studio import JobStopped
 from studio.access import ModelSources
 from studio.model import StudioModel
@@ -223,3 +225,17 @@ def test_a_refreshed_page_gets_its_last_values_back(model, store):
                             "it flies left\nit dives", 40.0, 0.3, 3, 2, 2.5, 9]
     fresh = handlers.restore(None, SimpleNamespace(session_hash="page-3"))
     assert fresh[-13:] == [gr.skip()] * 13  # a new visitor keeps the controls' defaults
+
+
+def test_each_page_shows_a_running_animations_newest_preview_once(model, store):
+    handlers = Handlers(model, store, demo=None, queue_size=None)
+    session = store.ensure(None)
+    assert handlers.show_preview(session.id, None) == (gr.skip(), gr.skip())  # nothing running
+    assert handlers.show_preview(None, None) == (gr.skip(), gr.skip())
+    session.preview_folder.mkdir()
+    for step in (2, 4):
+        video_io.export_mp4(np.zeros((3, 8, 8, 3)), session.preview_folder / f"preview-{step:04d}-of-0010.mp4")
+    video, shown = handlers.show_preview(session.id, None)
+    assert shown.endswith("preview-0004-of-0010.mp4") and video.value["orig_name"] == "preview-0004-of-0010.mp4"
+    assert video.label == "Preview · step 4 of 10 (colours approximate)"
+    assert handlers.show_preview(session.id, shown) == (gr.skip(), gr.skip())  # already on this page
