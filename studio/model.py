@@ -341,6 +341,22 @@ class StudioModel:
         return int(self.pipe.unet.config.appearance_width)
 
     @property
+    def duration_range(self) -> tuple[float, float, float]:
+        """(shortest, longest, step) of a video in seconds: 2 to `max_frames` frames at the model's `fps`."""
+        return 2 / self.fps, self.max_frames / self.fps, 1 / self.fps
+
+    @property
+    def default_duration(self) -> float:
+        return self.num_frames / self.fps
+
+    def frames_for_duration(self, seconds) -> int:
+        """A duration in seconds as the frame count that plays that long at the model's fps (N frames: N / fps s)."""
+        low, high, _ = self.duration_range
+        seconds = inputs.number(self.default_duration if seconds is None else seconds, "Duration (seconds)", low,
+                                high)
+        return min(max(round(seconds * self.fps), 2), self.max_frames)
+
+    @property
     def limits(self) -> dict:
         return {"max_seed": MAX_SEED, "max_candidates": MAX_CANDIDATES, "max_motion_prompts": MAX_MOTION_PROMPTS,
                 "max_steps": MAX_STEPS}
@@ -703,4 +719,5 @@ class StudioModel:
             session.make_current(record.prior_id)
         return "video", {"motion_prompts": s["motion_prompt"], "motion_factor": s["motion_factor"],
                          "appearance_factor": s["appearance_factor"], "num_frames": s["num_frames"],
+                         "duration": s["num_frames"] / s["fps"],
                          "steps": s["num_inference_steps"], "guidance": s["guidance_scale"], "seed": s["seed"]}

@@ -126,7 +126,7 @@ def unknown_words_message(words: list[str]) -> str | None:
 
 def restored_inputs(session: Session) -> tuple[list, list]:
     """Step 1's (prompt, negative prompt, seed, candidates, steps, guidance) from the session's newest batch of
-    priors and step 2's (motion prompts, γm, γa, frames, steps, guidance, seed) from its last videos; gr.skip() for a
+    priors and step 2's (motion prompts, γm, γa, duration, steps, guidance, seed) from its last videos; gr.skip() for a
     step the session has not used yet."""
     # A batch's first candidate carries the seed the batch was asked for (candidate k used seed + k).
     made = [p for p in session.priors.values() if p.settings.get("source") == "generated"
@@ -140,8 +140,12 @@ def restored_inputs(session: Session) -> tuple[list, list]:
     if session.last_videos:
         s = session.last_videos[0].settings
         step2 = ["\n".join(s["batch"]["motion_prompts"]), s["motion_factor"], s["appearance_factor"],
-                 s["num_frames"], s["num_inference_steps"], s["guidance_scale"], s["seed"]]
+                 s["num_frames"] / s["fps"], s["num_inference_steps"], s["guidance_scale"], s["seed"]]
     return step1, step2
+
+
+def duration_info(model) -> str:
+    return f"{model.fps:g} frames a second: 1 frame every {1 / model.fps:.3g} s, up to {model.max_frames} frames."
 
 
 def model_markdown(info: dict) -> str:
@@ -180,7 +184,7 @@ class AnimatePanel:
     motion_prompts: gr.Textbox
     motion_factor: gr.Slider
     appearance_factor: gr.Slider
-    frames: gr.Slider
+    duration: gr.Slider  # seconds
     steps: gr.Slider
     guidance: gr.Slider
     seed: gr.Number
@@ -292,8 +296,9 @@ def build_animate_panel(model) -> AnimatePanel:
                     example_labels=model.motion_example_labels,
                     label="Motion examples, each with the γm of its motion")
     with gr.Row():
-        frames = gr.Slider(2, model.max_frames, value=model.num_frames, step=1, label="Frames",
-                           elem_id="animate-frames")
+        shortest, longest, step = model.duration_range
+        duration = gr.Slider(shortest, longest, value=model.default_duration, step=step, label="Duration (seconds)",
+                             elem_id="animate-duration", info=duration_info(model))
         steps = gr.Slider(1, limits["max_steps"], value=model.default_steps, step=1, label="Steps",
                           elem_id="animate-steps")
         guidance = gr.Slider(0, 20, value=model.default_guidance, step=0.5, label="Guidance",
@@ -304,7 +309,7 @@ def build_animate_panel(model) -> AnimatePanel:
     with gr.Row():
         animate = gr.Button("Animate", variant="primary", elem_id="animate")
         stop = gr.Button("Stop", variant="stop", elem_id="stop")
-    return AnimatePanel(current, motion_prompts, motion_factor, appearance_factor, frames, steps, guidance, seed,
+    return AnimatePanel(current, motion_prompts, motion_factor, appearance_factor, duration, steps, guidance, seed,
                         randomize, animate, stop)
 
 
@@ -396,11 +401,12 @@ class Handlers:
         self.store.ensure(sid).busy = True
 
     @user_errors
-    def check_animate(self, sid, motion_prompts, motion_factor, appearance_factor, num_frames, steps, guidance,
+    def check_animate(self, sid, motion_prompts, motion_factor, appearance_factor, duration, steps, guidance,
                       seed, randomize_seed):
         session = self.store.ensure(sid)
-        self.model.check_animate_request(session, motion_prompts, motion_factor, appearance_factor, num_frames,
-                                         steps, guidance, seed, randomize_seed)
+        self.model.check_animate_request(session, motion_prompts, motion_factor, appearance_factor,
+                                         self.model.frames_for_duration(duration), steps, guidance, seed,
+                                         randomize_seed)
         self.check_queue()
         session.busy = True
 
@@ -491,9 +497,11 @@ class Handlers:
         return session.id, current_prior_image(session), default_motion_prompts(motion_prompts, previous, prior)
 
     @user_errors
-    def run_animate(self, sid, motion_prompts, motion_factor, appearance_factor, num_frames, steps, guidance, seed,
+    def run_animate(self, sid, motion_prompts, motion_factor, appearance_factor, duration, steps, guidance, seed,
                     randomize_seed, progress=gr.Progress()):
+        """Step 2 (`duration` in seconds, as many frames as play that long at the model's fps)."""
         session = self.store.ensure(sid)
+        num_frames = self.model.frames_for_duration(duration)
         with self.job(session):
             request = self.model.check_animate_request(session, motion_prompts, motion_factor, appearance_factor,
                                                        num_frames, steps, guidance, seed, randomize_seed)
@@ -566,7 +574,7 @@ class Handlers:
         else:
             step1 = [skip] * 6
             step2 = [values["motion_prompts"], values["motion_factor"], values["appearance_factor"],
-                     values["num_frames"], values["steps"], values["guidance"], values["seed"], False]
+                     values["duration"], values["steps"], values["guidance"], values["seed"], False]
         return [*step1, *step2, current_prior_image(session)]
 
     @user_errors
@@ -578,7 +586,8 @@ class Handlers:
         gr.Info(f"Loaded {info['model']}.")
         return (model_markdown(info), gr.Markdown(visible=info["tiny"]),
                 gr.Slider(minimum=low, maximum=high, value=model.default_motion_factor),
-                gr.Slider(maximum=model.max_frames, value=model.num_frames),
+                gr.Slider(minimum=model.duration_range[0], maximum=model.duration_range[1],
+                          step=model.duration_range[2], value=model.default_duration, info=duration_info(model)),
                 gr.Slider(value=model.default_appearance_factor),
                 gr.Slider(value=model.default_guidance), gr.Slider(value=model.default_guidance),
                 gr.Slider(value=model.default_steps), gr.Slider(value=model.default_steps))
@@ -605,12 +614,12 @@ def wire_events(demo: gr.Blocks, on: Handlers, state: SessionState, prior: Prior
     sid = state.session_id
     step1_inputs = [prior.prompt, prior.negative, prior.seed, prior.randomize, prior.steps, prior.guidance,
                     prior.candidates]
-    step2_inputs = [step2.motion_prompts, step2.motion_factor, step2.appearance_factor, step2.frames, step2.steps,
+    step2_inputs = [step2.motion_prompts, step2.motion_factor, step2.appearance_factor, step2.duration, step2.steps,
                     step2.guidance, step2.seed, step2.randomize]
     demo.load(on.restore, [state.browser_session],
               [sid, state.browser_session, prior.gallery, step2.current, history.gallery, *videos.outputs,
                prior.prompt, prior.negative, prior.seed, prior.candidates, prior.steps, prior.guidance,
-               step2.motion_prompts, step2.motion_factor, step2.appearance_factor, step2.frames, step2.steps,
+               step2.motion_prompts, step2.motion_factor, step2.appearance_factor, step2.duration, step2.steps,
                step2.guidance, step2.seed],
               **QUICK_EVENT)
     demo.unload(on.release)
@@ -652,7 +661,7 @@ def wire_events(demo: gr.Blocks, on: Handlers, state: SessionState, prior: Prior
                            **QUICK_EVENT)
     history.remix.click(on.send_back, [sid, history.selected],
                         [prior.prompt, prior.negative, prior.seed, prior.randomize, prior.steps, prior.guidance,
-                         step2.motion_prompts, step2.motion_factor, step2.appearance_factor, step2.frames,
+                         step2.motion_prompts, step2.motion_factor, step2.appearance_factor, step2.duration,
                          step2.steps, step2.guidance, step2.seed, step2.randomize, step2.current], **UI_EVENT)
 
     if model.loading is None:
@@ -660,7 +669,7 @@ def wire_events(demo: gr.Blocks, on: Handlers, state: SessionState, prior: Prior
     model.offload.input(on.toggle_offload, [model.offload], [model.info], api_visibility="private", **GPU_EVENT)
     loading = model.loading
     loading.load.click(on.load_model, [loading.source, loading.vgen_checkpoint, loading.vgen_base],
-                       [model.info, model.banner, step2.motion_factor, step2.frames, step2.appearance_factor,
+                       [model.info, model.banner, step2.motion_factor, step2.duration, step2.appearance_factor,
                         prior.guidance, step2.guidance, prior.steps, step2.steps],
                        api_visibility="private", **GPU_EVENT)
     loading.apply_lora.click(on.apply_lora, [loading.lora, loading.lora_scale], [model.info],

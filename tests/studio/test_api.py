@@ -21,7 +21,7 @@ def test_generate_a_prior_then_animate_two_motion_prompts_on_it(client, app):
     assert motion == "a red ball"  # the prior's prompt is the default motion prompt
 
     files, settings, used_seed = client.predict(
-        "a red ball rolls left\na red ball bounces", 60, 0.5, 6, 2, 1.0, 7, False, api_name="/animate")
+        "a red ball rolls left\na red ball bounces", 60, 0.5, 0.75, 2, 1.0, 7, False, api_name="/animate")
     mp4s = [f for f in files if f.endswith(".mp4")]
     assert len(mp4s) == 2 and used_seed == 7
     assert [s["motion_prompt"] for s in settings] == ["a red ball rolls left", "a red ball bounces"]
@@ -32,7 +32,7 @@ def test_generate_a_prior_then_animate_two_motion_prompts_on_it(client, app):
     assert settings[1]["prior"]["id"] == prior_id and settings[0]["prior"]["seed"] == 5
 
     # Animating again reuses the same prior: no new one is made.
-    _, again, _ = client.predict("a red ball spins", 60, 1.0, 3, 2, 1.0, 7, False, api_name="/animate")
+    _, again, _ = client.predict("a red ball spins", 60, 1.0, 0.375, 2, 1.0, 7, False, api_name="/animate")
     assert again[0]["prior"]["id"] == prior_id
     session = next(s for s in app.store._sessions.values() if prior_id in s.priors)
     assert len(session.priors) == 2  # the two candidates, nothing since
@@ -50,4 +50,4 @@ def test_errors_reach_the_client_as_messages(client, tmp_path):
 def test_sessions_do_not_see_each_other(app, client):
     other = Client(app.url, verbose=False)
     with pytest.raises(Exception, match="no spatial prior yet"):
-        other.predict("it moves", 60, 1.0, 3, 2, 1.0, 1, False, api_name="/animate")
+        other.predict("it moves", 60, 1.0, 0.375, 2, 1.0, 1, False, api_name="/animate")

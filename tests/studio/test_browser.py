@@ -73,7 +73,7 @@ def test_both_steps_in_chromium(browser, app, model):
     page.locator("#motion-prompts textarea").fill("the ball rolls to the left\nthe ball jumps high")
     set_number(page, "motion-factor", 70)
     set_number(page, "appearance-factor", 0.5)
-    set_number(page, "animate-frames", 6)
+    set_number(page, "animate-duration", 0.75)  # 6 frames at 8 fps
     set_number(page, "animate-steps", 2)
     page.click("#animate")
     page.wait_for_function("Array.from(document.querySelectorAll('#videos video')).filter(v => v.currentSrc)"
@@ -134,7 +134,7 @@ def test_both_steps_in_chromium(browser, app, model):
     page.click("#history-remix")
     page.wait_for_function("document.querySelector('#motion-prompts textarea').value == 'the ball rolls to the left'")
     assert page.locator("#motion-factor input[type=number]").input_value() == "70"
-    assert page.locator("#animate-frames input[type=number]").input_value() == "6"
+    assert page.locator("#animate-duration input[type=number]").input_value() == "0.75"
     assert session.current_prior is prior
 
     # Closing the page releases the session (deleted after the grace period).
@@ -204,7 +204,7 @@ def test_the_page_is_calm_and_remembers(browser, model, serve, tmp_path):
         page.wait_for_function("document.querySelectorAll('#prior-gallery img').length == 1", timeout=60_000)
         page.locator("#motion-prompts textarea").fill("the kite rises")
         set_number(page, "motion-factor", 30)
-        set_number(page, "animate-frames", 3)
+        set_number(page, "animate-duration", 0.375)
         set_number(page, "animate-steps", 2)
         page.locator("#animate-randomize input").uncheck()
         set_number(page, "animate-seed", 5)
@@ -221,7 +221,7 @@ def test_the_page_is_calm_and_remembers(browser, model, serve, tmp_path):
         assert page.locator("#motion-prompts textarea").input_value() == "the kite rises"
         assert page.locator("#prior-seed input").input_value() == "33"
         assert page.locator("#motion-factor input[type=number]").input_value() == "30"
-        assert page.locator("#animate-frames input[type=number]").input_value() == "3"
+        assert page.locator("#animate-duration input[type=number]").input_value() == "0.375"
         assert page.locator("#animate-seed input").input_value() == "5"
         page.close()
     finally:

@@ -59,7 +59,7 @@ def test_words_the_model_does_not_know_are_named_but_the_job_runs(shapes_model, 
         sid, gallery, *_ = handlers.generate_prior(None, "a corgi on a beach", "", 1, False, 1, 1.0, 1, "")
     assert len(gallery) == 1
     with pytest.warns(UserWarning, match="This model does not know: hops"):
-        handlers.run_animate(sid, "a red circle hops", 10, 0.2, 2, 1, 1.0, 1, False)
+        handlers.run_animate(sid, "a red circle hops", 10, 0.2, 0.25, 1, 1.0, 1, False)
     assert shapes_model.unknown_words("a red circle moves left on a cyan background.") == []
 
 

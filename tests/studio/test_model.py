@@ -283,7 +283,7 @@ def test_remix_sends_settings_back(model, session):
     kind, values = model.remix(session, video.id)
     assert kind == "video" and session.current_prior is made
     assert values == {"motion_prompts": "it flies", "motion_factor": 42, "appearance_factor": 0.25,
-                      "num_frames": 2, "steps": 2, "guidance": 1.0, "seed": 8}
+                      "num_frames": 2, "duration": 0.25, "steps": 2, "guidance": 1.0, "seed": 8}
     with pytest.raises(StudioError, match="gone"):
         model.remix(session, "nope")
 
@@ -460,3 +460,11 @@ def test_a_lora_from_an_allowed_folder_changes_the_videos_and_is_recorded(tmp_pa
         with pytest.raises(StudioError, match=re.escape(REFUSED)):
             model.apply_lora(source, 1.0)
     store.close()
+
+
+def test_a_duration_in_seconds_is_the_frames_that_play_that_long(model):
+    # The tiny model: 8 fps, trained on 8 frames, at most 8 (its appearance width).
+    assert model.duration_range == (0.25, 1.0, 0.125) and model.default_duration == 1.0
+    assert [model.frames_for_duration(s) for s in (0.25, 0.75, 0.8, 1.0, None)] == [2, 6, 6, 8, 8]
+    with pytest.raises(StudioError, match=r"^Duration \(seconds\) must be a number from 0.25 to 1; got 2.$"):
+        model.frames_for_duration(2)

@@ -98,10 +98,12 @@ def test_loading_another_model_moves_the_controls_to_its_recommendations(recomme
     recommending_model.pipe.save_pretrained(folder)
     model = StudioModel.load("tiny", sources=ModelSources((tmp_path,)))
     handlers = Handlers(model, store, demo=None, queue_size=None)
-    info, banner, motion, frames, appearance, *guidance_and_steps = handlers.load_model(str(folder), "", "")
+    info, banner, motion, duration, appearance, *guidance_and_steps = handlers.load_model(str(folder), "", "")
     assert "recommending" in info and banner.visible is False
     assert (motion.minimum, motion.maximum, motion.value) == (10.0, 60.0, 30.0)
-    assert (frames.value, appearance.value) == (8, 0.4)
+    # Its 8 frames at its 12 fps.
+    assert (duration.value, duration.maximum, duration.step, appearance.value) == (8 / 12, 8 / 12, 1 / 12, 0.4)
+    assert duration.info == "12 frames a second: 1 frame every 0.0833 s, up to 8 frames."
     assert [update.value for update in guidance_and_steps] == [4.5, 4.5, 3, 3]
 
 
@@ -218,11 +220,11 @@ def test_a_stopped_job_changes_nothing_and_raises_nothing(model, store, monkeypa
 def test_a_refreshed_page_gets_its_last_values_back(model, store):
     handlers = Handlers(model, store, demo=None, queue_size=None)
     sid, *_ = handlers.generate_prior(None, "a red kite", "blurry", 7, False, 2, 1.5, 2, "")
-    handlers.run_animate(sid, "it flies left\nit dives", 40, 0.3, 3, 2, 2.5, 9, False)
+    handlers.run_animate(sid, "it flies left\nit dives", 40, 0.3, 0.375, 2, 2.5, 9, False)  # 3 frames at 8 fps
     values = handlers.restore(sid, SimpleNamespace(session_hash="page-2"))
     assert values[0] == sid
     assert values[-13:] == ["a red kite", "blurry", 7, 2, 2, 1.5,
-                            "it flies left\nit dives", 40.0, 0.3, 3, 2, 2.5, 9]
+                            "it flies left\nit dives", 40.0, 0.3, 0.375, 2, 2.5, 9]
     fresh = handlers.restore(None, SimpleNamespace(session_hash="page-3"))
     assert fresh[-13:] == [gr.skip()] * 13  # a new visitor keeps the controls' defaults
 
