@@ -357,6 +357,10 @@ class StudioModel:
         return min(max(round(seconds * self.fps), 2), self.max_frames)
 
     @property
+    def default_quality(self) -> int:
+        return video_io.MP4_CRF
+
+    @property
     def limits(self) -> dict:
         return {"max_seed": MAX_SEED, "max_candidates": MAX_CANDIDATES, "max_motion_prompts": MAX_MOTION_PROMPTS,
                 "max_steps": MAX_STEPS}
@@ -644,13 +648,24 @@ class StudioModel:
             raise StudioError("Enter at least one motion prompt (one per line).")
         return AnimateRequest(prior, prompts, motion_factor, appearance_factor, num_frames, steps, guidance, seed)
 
+    def check_output_request(self, interpolation=1, upscale=1, quality=None) -> dict:
+        """The post-processing of step 2's videos, checked: {interpolation, upscale, quality, fps (of the files)}.
+        `quality` None: `default_quality`."""
+        interpolation = inputs.whole_number(interpolation, "Frame interpolation", 1, 4)
+        upscale = inputs.whole_number(upscale, "Upscaling", 1, 4)
+        quality = inputs.whole_number(self.default_quality if quality is None else quality, "Quality (CRF)", 0, 51)
+        return {"interpolation": interpolation, "upscale": upscale, "quality": quality,
+                "fps": self.fps * interpolation}
+
     def animate(self, session: Session, motion_prompts, motion_factor=None, appearance_factor=None,
                 num_frames=None, steps=None, guidance=None, seed=0, randomize_seed: bool = False,
-                progress=None) -> AnimateResult:
+                progress=None, interpolation=1, upscale=1, quality=None) -> AnimateResult:
         """Step 2: animate the current prior with every motion prompt (one per line; default: the prior's prompt)
         in one batch. The prior is reused as it is: no spatial reasoning runs again. None for a factor, the frames,
         the steps or the guidance: the model's default (`default_motion_factor`, `num_frames`, ...). The videos play
-        at the model's `fps`."""
+        at the model's `fps`, times `interpolation` (motion-compensated in-between frames, 1 to 4), `upscale` times
+        larger (Lanczos, 1 to 4), encoded at x264 CRF `quality` (0 to 51, lower is better; None: 17)."""
+        output = self.check_output_request(interpolation, upscale, quality)
         r = self.check_animate_request(session, motion_prompts, motion_factor, appearance_factor, num_frames, steps,
                                        guidance, seed, randomize_seed)
         prior, prompts, motion_factor, appearance_factor = r.prior, r.prompts, r.motion_factor, r.appearance_factor
@@ -679,11 +694,13 @@ class StudioModel:
                 motion_factor=motion_factor, appearance_factor=appearance_factor, num_frames=num_frames,
                 num_inference_steps=steps, guidance_scale=guidance, seed=seed, fps=fps,
                 batch={"index": index, "motion_prompts": prompts}, prior={"id": prior.id, **prior.settings},
-                **({"partial": partial} if partial else {}))
+                output=output, **({"partial": partial} if partial else {}))
             stem = session.folder / f"video-{video_id}"
             paths = [stem.with_suffix(ext) for ext in (".mp4", ".gif", ".json")]
-            video_io.export_mp4(frames, paths[0], fps=fps, metadata=settings)
-            video_io.export_gif(frames, paths[1], fps=fps)
+            frames = video_io.upscale_frames(video_io.interpolate_frames(frames, fps, output["interpolation"]),
+                                             output["upscale"])
+            video_io.export_mp4(frames, paths[0], fps=output["fps"], metadata=settings, crf=output["quality"])
+            video_io.export_gif(frames, paths[1], fps=output["fps"])
             video_io.write_settings_json(settings, paths[2])
             records.append(VideoRecord(video_id, prior.id, *paths, settings))
         session.remember(prior)

@@ -49,6 +49,7 @@ PROMPT_PLACEHOLDER = "what the picture shows"
 PRIOR_NOTE = ("The prior becomes the **middle frame** of every video: the motion runs from before it to after it.")
 STOPPED = ("Stopped: the job ends after its current step. An animation keeps the videos that step predicts, marked "
            "partial; priors are not kept.")
+FACTOR_CHOICES = [("off", 1), ("2×", 2), ("3×", 3), ("4×", 4)]
 # How often an open page looks for a running animation's live preview (a file check when there is none).
 PREVIEW_POLL_S = 1.0
 # How long the page waits, after Stop, for the stopped job to leave and show what it kept (a step takes well under).
@@ -189,6 +190,9 @@ class AnimatePanel:
     guidance: gr.Slider
     seed: gr.Number
     randomize: gr.Checkbox
+    interpolation: gr.Dropdown
+    upscale: gr.Dropdown
+    quality: gr.Slider
     animate: gr.Button
     stop: gr.Button
 
@@ -306,11 +310,21 @@ def build_animate_panel(model) -> AnimatePanel:
     with gr.Row():
         seed = gr.Number(0, label="Seed", precision=0, minimum=0, maximum=limits["max_seed"], elem_id="animate-seed")
         randomize = gr.Checkbox(True, label="Randomize seed", elem_id="animate-randomize")
+    with gr.Accordion("Output: smoother, larger, file quality", open=False):
+        with gr.Row():
+            interpolation = gr.Dropdown(FACTOR_CHOICES, value=1, label="Frame interpolation",
+                                        info="In-between frames, motion-compensated: 2× is twice the frame rate.",
+                                        elem_id="output-interpolation")
+            upscale = gr.Dropdown(FACTOR_CHOICES, value=1, label="Upscaling", info="Lanczos resampling.",
+                                  elem_id="output-upscale")
+        quality = gr.Slider(0, 51, value=model.default_quality, step=1, label="MP4 quality (x264 CRF)",
+                            info="Lower is better and larger; 17 looks lossless, 23 is x264's default.",
+                            elem_id="output-quality")
     with gr.Row():
         animate = gr.Button("Animate", variant="primary", elem_id="animate")
         stop = gr.Button("Stop", variant="stop", elem_id="stop")
     return AnimatePanel(current, motion_prompts, motion_factor, appearance_factor, duration, steps, guidance, seed,
-                        randomize, animate, stop)
+                        randomize, interpolation, upscale, quality, animate, stop)
 
 
 def build_video_panel(slot_count: int) -> VideoPanel:
@@ -402,8 +416,9 @@ class Handlers:
 
     @user_errors
     def check_animate(self, sid, motion_prompts, motion_factor, appearance_factor, duration, steps, guidance,
-                      seed, randomize_seed):
+                      seed, randomize_seed, interpolation=1, upscale=1, quality=None):
         session = self.store.ensure(sid)
+        self.model.check_output_request(interpolation, upscale, quality)
         self.model.check_animate_request(session, motion_prompts, motion_factor, appearance_factor,
                                          self.model.frames_for_duration(duration), steps, guidance, seed,
                                          randomize_seed)
@@ -498,16 +513,19 @@ class Handlers:
 
     @user_errors
     def run_animate(self, sid, motion_prompts, motion_factor, appearance_factor, duration, steps, guidance, seed,
-                    randomize_seed, progress=gr.Progress()):
-        """Step 2 (`duration` in seconds, as many frames as play that long at the model's fps)."""
+                    randomize_seed, interpolation=1, upscale=1, quality=None, progress=gr.Progress()):
+        """Step 2 (`duration` in seconds, as many frames as play that long at the model's fps), and the videos'
+        post-processing: `interpolation` and `upscale` factors (1 to 4), x264 CRF `quality` (None: the default)."""
         session = self.store.ensure(sid)
         num_frames = self.model.frames_for_duration(duration)
+        self.model.check_output_request(interpolation, upscale, quality)
         with self.job(session):
             request = self.model.check_animate_request(session, motion_prompts, motion_factor, appearance_factor,
                                                        num_frames, steps, guidance, seed, randomize_seed)
             self.warn_unknown_words(*request.prompts)
             result = self.model.animate(session, motion_prompts, motion_factor, appearance_factor, num_frames,
-                                        steps, guidance, seed, randomize_seed, progress=progress)
+                                        steps, guidance, seed, randomize_seed, progress=progress,
+                                        interpolation=interpolation, upscale=upscale, quality=quality)
         files = [path for video in result.videos for path in video.files]
         return session.id, files, [video.settings for video in result.videos], result.seed
 
@@ -615,7 +633,7 @@ def wire_events(demo: gr.Blocks, on: Handlers, state: SessionState, prior: Prior
     step1_inputs = [prior.prompt, prior.negative, prior.seed, prior.randomize, prior.steps, prior.guidance,
                     prior.candidates]
     step2_inputs = [step2.motion_prompts, step2.motion_factor, step2.appearance_factor, step2.duration, step2.steps,
-                    step2.guidance, step2.seed, step2.randomize]
+                    step2.guidance, step2.seed, step2.randomize, step2.interpolation, step2.upscale, step2.quality]
     demo.load(on.restore, [state.browser_session],
               [sid, state.browser_session, prior.gallery, step2.current, history.gallery, *videos.outputs,
                prior.prompt, prior.negative, prior.seed, prior.candidates, prior.steps, prior.guidance,

@@ -1,6 +1,7 @@
 """video_io: what the CLI and the studio write must play in browsers and carry its settings."""
 
 import json
+from pathlib import Path
 
 import av
 import numpy as np
@@ -139,3 +140,50 @@ def test_png_and_settings_json(tmp_path):
     assert json.loads(text) == SETTINGS
     assert "☃" in text and '\n  "seed": 7' in text  # readable: indented, characters as they are
     assert path == str(tmp_path / "clip.json")
+
+
+def moving_square(frames: int = 8, step: int = 4) -> np.ndarray:
+    """(F, 32, 48, 3) uint8: a white 8x8 square moving `step` pixels right a frame on black."""
+    clip = np.zeros((frames, 32, 48, 3), np.uint8)
+    for t in range(frames):
+        clip[t, 8:16, 4 + step * t:12 + step * t] = 255
+    return clip
+
+
+def left_edges(clip: np.ndarray) -> list[int]:
+    return [int(np.flatnonzero(frame[12, :, 0] > 128).min()) for frame in clip]
+
+
+def test_interpolation_puts_the_motion_in_between_and_keeps_the_duration():
+    clip = moving_square()
+    smoother = video_io.interpolate_frames(clip, fps=8, factor=2)
+    # 16 frames at 16 fps last as long as 8 at 8: each in-between frame has the square half way, the originals stay.
+    assert smoother.shape == (16, 32, 48, 3)
+    assert left_edges(smoother)[:15] == list(range(4, 34, 2))
+    np.testing.assert_array_equal(smoother[::2][:7], clip[:7])
+    assert video_io.interpolate_frames(clip, 8, 4).shape[0] == 32
+    np.testing.assert_array_equal(video_io.interpolate_frames(clip, 8, 1), clip)
+    with pytest.raises(ValueError, match="interpolation factor must be 1, 2, 3 or 4; got 5"):
+        video_io.interpolate_frames(clip, 8, 5)
+
+
+def test_upscaling_resamples_every_frame_with_lanczos():
+    clip = video_io.to_uint8_frames(moving_gradient())
+    larger = video_io.upscale_frames(clip, 2)
+    assert larger.shape == (5, 32, 48, 3)
+    # A smooth gradient stays smooth: each 2x2 block averages back to about its source pixel.
+    pooled = larger.reshape(5, 16, 2, 24, 2, 3).mean(axis=(2, 4))
+    assert np.abs(pooled - clip).mean() < 1.5
+    with pytest.raises(ValueError, match="upscaling factor must be 1, 2, 3 or 4; got 0"):
+        video_io.upscale_frames(clip, 0)
+
+
+def test_mp4_quality_is_x264s_crf(tmp_path):
+    clip = np.random.default_rng(0).integers(0, 256, (4, 64, 64, 3), dtype=np.uint8)  # noise: size follows quality
+    sizes = []
+    for crf in (10, 17, 30):
+        sizes.append(Path(video_io.export_mp4(clip, tmp_path / f"{crf}.mp4", crf=crf)).stat().st_size)
+    assert sizes[0] > sizes[1] > sizes[2]
+    with pytest.raises(ValueError, match="crf must be a whole number from 0 to 51; got 52"):
+        video_io.export_mp4(clip, tmp_path / "bad.mp4", crf=52)
+    assert not (tmp_path / "bad.mp4").exists()

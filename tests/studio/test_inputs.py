@@ -94,9 +94,9 @@ def test_fuzzed_api_requests_get_studio_messages(app, raw, monkeypatch):
 
     monkeypatch.setattr(StudioError, "__init__", recording_init)
     index = {fn.api_name: i for i, fn in app.demo.fns.items() if fn.api_name}
-    # Valid and quick: one step, one candidate, two frames. The first value of each is the session (a State).
+    # Valid and quick: one step, one candidate, two frames (0.25 s). The first value of each is the session (a State).
     valid = {"generate_prior": [None, "a red ball", "", 1, False, 1, 1.0, 1, ""],
-             "animate": [None, "it rolls", 50, 0.5, 2, 1, 1.0, 1, False]}
+             "animate": [None, "it rolls", 50, 0.5, 0.25, 1, 1.0, 1, False, 1, 1, 17]}
     rng = random.Random(1234)
     generic, outcomes = [], {"ok": 0, "refused": 0}
     started = time.time()

@@ -468,3 +468,21 @@ def test_a_duration_in_seconds_is_the_frames_that_play_that_long(model):
     assert [model.frames_for_duration(s) for s in (0.25, 0.75, 0.8, 1.0, None)] == [2, 6, 6, 8, 8]
     with pytest.raises(StudioError, match=r"^Duration \(seconds\) must be a number from 0.25 to 1; got 2.$"):
         model.frames_for_duration(2)
+
+
+def test_videos_can_be_smoother_larger_and_of_another_quality(model, session):
+    prior(model, session)
+    plain = model.animate(session, "it rolls", 50, 1.0, 4, seed=3, **FAST).videos[0]
+    made = model.animate(session, "it rolls", 50, 1.0, 4, seed=3, interpolation=2, upscale=2, quality=28,
+                         **FAST).videos[0]
+    assert plain.settings["output"] == {"interpolation": 1, "upscale": 1, "quality": 17, "fps": 8.0}
+    assert made.settings["output"] == {"interpolation": 2, "upscale": 2, "quality": 28, "fps": 16.0}
+    assert made.settings["num_frames"] == 4 and made.settings["fps"] == 8.0  # what the model made
+    frames = video_io.read_mp4_frames(made.mp4_path)
+    assert frames.shape == (8, 32, 32, 3)  # twice the frames of the 16x16 video, twice as large
+    with av.open(str(made.mp4_path)) as container:
+        assert container.streams.video[0].average_rate == 16
+    with pytest.raises(StudioError, match="^Frame interpolation must be a whole number from 1 to 4; got 8.$"):
+        model.animate(session, "it rolls", interpolation=8, **FAST)
+    with pytest.raises(StudioError, match=r"^Quality \(CRF\) must be a whole number from 0 to 51"):
+        model.animate(session, "it rolls", quality=-1, **FAST)
