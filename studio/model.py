@@ -596,6 +596,13 @@ class StudioModel:
         return prior
 
     @staticmethod
+    def candidate_index(session: Session, index) -> int:
+        """A candidate's 0-based place among the session's last "Generate prior" candidates, checked."""
+        if not session.candidates:
+            raise StudioError("There are no candidates yet: generate priors in step 1 first.")
+        return inputs.whole_number(index, "The candidate", 0, len(session.candidates) - 1)
+
+    @staticmethod
     def prior_id_from_path(path) -> str | None:
         """The id in a prior's file name ("prior-<id>.png"), which survives Gradio copying the file to its cache."""
         name = Path(str(path)).name

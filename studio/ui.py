@@ -37,7 +37,7 @@ UI_HEADROOM = 8
 # A prior is shown whole in its box whatever its size (the tiny model's are 16 pixels wide).
 CSS = "#prior-current img { width: 100%; height: 100%; object-fit: contain; }"
 # What app.py passes to launch(): Gradio 6 takes page CSS there.
-LAUNCH_OPTIONS = {"css": CSS, "max_file_size": "20mb"}
+LAUNCH_OPTIONS = {"css": CSS, "max_file_size": "20mb", "mcp_server": True}
 INTRO = ("# HiGen Studio\nText-to-video in two steps (HiGen, CVPR 2024): **1. spatial prior** — an image from your "
          "prompt; **2. animate** — the same image brought to life by one or more motion prompts, as often as you "
          "like.")
@@ -50,6 +50,8 @@ PRIOR_NOTE = ("The prior becomes the **middle frame** of every video: the motion
 STOPPED = ("Stopped: the job ends after its current step. An animation keeps the videos that step predicts, marked "
            "partial; priors are not kept.")
 FACTOR_CHOICES = [("off", 1), ("2×", 2), ("3×", 3), ("4×", 4)]
+# After "Send back to inputs": bring the inputs it filled into view (both steps' columns start at the same height).
+SCROLL_TO_INPUTS = "() => document.querySelector('#prior-prompt').scrollIntoView({behavior: 'smooth', block: 'start'})"
 # How often an open page looks for a running animation's live preview (a file check when there is none).
 PREVIEW_POLL_S = 1.0
 # How long the page waits, after Stop, for the stopped job to leave and show what it kept (a step takes well under).
@@ -177,6 +179,9 @@ class PriorPanel:
     generate: gr.Button
     gallery: gr.Gallery
     upload: gr.File
+    # The API's way to click a candidate (/choose_candidate): its 0-based index in the gallery; never on the page.
+    candidate_index: gr.Number
+    choose_candidate: gr.Button
 
 
 @dataclass
@@ -238,9 +243,12 @@ class ModelPanel:
     loading: ModelLoading | None  # None where the operator's controls are not built (public deployments)
 
 
-def build_header(model) -> gr.Markdown:
-    """The title, and the banner that says when the model is the untrained tiny one."""
+def build_header(model, on_spaces: bool = False) -> gr.Markdown:
+    """The title (on a Space, with a button to duplicate it), and the banner that says when the model is the
+    untrained tiny one."""
     gr.Markdown(INTRO)
+    if on_spaces:
+        gr.DuplicateButton("Duplicate this Space: your own GPU, no queue", elem_id="duplicate-space")
     return gr.Markdown(TINY_BANNER, visible=model.is_tiny, elem_id="model-banner")
 
 
@@ -249,7 +257,7 @@ def build_prior_panel(model, example_fn=None) -> PriorPanel:
     fills the prompt."""
     limits = model.limits
     gr.Markdown("### 1 · Spatial prior")
-    prompt = gr.Textbox(label="Prompt", lines=2, elem_id="prior-prompt",
+    prompt = gr.Textbox(label="Prompt", lines=2, elem_id="prior-prompt", info="Shift+Enter: Generate prior.",
                         placeholder=next(iter(model.example_prompts), PROMPT_PLACEHOLDER))
     negative = gr.Textbox(label="Negative prompt", elem_id="prior-negative",
                           placeholder="what the picture should not show (optional)")
@@ -272,7 +280,10 @@ def build_prior_panel(model, example_fn=None) -> PriorPanel:
     if model.example_prompts:
         gr.Examples([[p] for p in model.example_prompts], inputs=[prompt], outputs=[gallery], fn=example_fn,
                     cache_examples=example_fn is not None, cache_mode="lazy")
-    return PriorPanel(prompt, negative, seed, randomize, candidates, steps, guidance, generate, gallery, upload)
+    candidate_index = gr.Number(0, precision=0, visible=False, label="Candidate (0-based)")
+    choose_candidate = gr.Button(visible=False)
+    return PriorPanel(prompt, negative, seed, randomize, candidates, steps, guidance, generate, gallery, upload,
+                      candidate_index, choose_candidate)
 
 
 def build_animate_panel(model) -> AnimatePanel:
@@ -289,6 +300,7 @@ def build_animate_panel(model) -> AnimatePanel:
         with gr.Column():
             motion_prompts = gr.Textbox(label=f"Motion prompts: one per line, up to {slot_count}", lines=3,
                                         max_lines=slot_count, elem_id="motion-prompts",
+                                        info="Enter: a new line. Shift+Enter: Animate.",
                                         placeholder="Empty: the prior's prompt")
             motion_factor = gr.Slider(low, high, value=model.default_motion_factor, step=1, label="Motion factor γm",
                                       elem_id="motion-factor", info="How much consecutive frames differ.")
@@ -503,6 +515,21 @@ class Handlers:
         return session.id, current_prior_image(session), default_motion_prompts(motion_prompts, previous, prior)
 
     @user_errors
+    def choose_candidate(self, sid, index, motion_value):
+        """Make one of the last "Generate prior" candidates the current prior, as a click on it does.
+
+        Args:
+            index: the candidate's place in the gallery, from 0.
+            motion_value: the motion prompts so far; the chosen prior's prompt replaces them unless they were edited.
+        """
+        motion_prompts = motion_text(motion_value)
+        session = self.store.ensure(sid)
+        index = self.model.candidate_index(session, index)
+        previous = session.current_prior
+        prior = session.make_current(session.candidates[index])
+        return session.id, current_prior_image(session), default_motion_prompts(motion_prompts, previous, prior)
+
+    @user_errors
     def use_image(self, sid, image, motion_prompts):
         motion_prompts = motion_text(motion_prompts)
         session = self.store.ensure(sid)
@@ -656,13 +683,18 @@ def wire_events(demo: gr.Blocks, on: Handlers, state: SessionState, prior: Prior
                          [sid, step2.current, step2.motion_prompts], **UI_EVENT).success(
         on.show_history, [sid], [history.gallery], **QUICK_EVENT)
 
+    prior.choose_candidate.click(on.choose_candidate, [sid, prior.candidate_index, step2.motion_prompts],
+                                 [sid, step2.current, step2.motion_prompts], api_name="choose_candidate",
+                                 preprocess=False, **{**UI_EVENT, "api_visibility": "public"}).success(
+        on.show_history, [sid], [history.gallery], **QUICK_EVENT)
+
     upload_job = prior.upload.upload(on.check_upload, [sid], None, **UI_EVENT).success(
         on.use_image, [sid, prior.upload, step2.motion_prompts], [sid, step2.current, step2.motion_prompts],
         api_name="use_image", **GPU_EVENT)
     upload_job.success(on.show_history, [sid], [history.gallery], **QUICK_EVENT)
 
-    animate_job = step2.animate.click(on.check_animate, [sid, *step2_inputs], None, preprocess=False,
-                                      **UI_EVENT).success(
+    animate_job = gr.on([step2.animate.click, step2.motion_prompts.submit], on.check_animate, [sid, *step2_inputs],
+                        None, preprocess=False, **UI_EVENT).success(
         on.run_animate, [sid, *step2_inputs], [sid, videos.batch_files, videos.batch_settings, step2.seed],
         api_name="animate", show_progress_on=[videos.slots[0][1]], show_progress="minimal", preprocess=False,
         **GPU_EVENT)
@@ -680,7 +712,8 @@ def wire_events(demo: gr.Blocks, on: Handlers, state: SessionState, prior: Prior
     history.remix.click(on.send_back, [sid, history.selected],
                         [prior.prompt, prior.negative, prior.seed, prior.randomize, prior.steps, prior.guidance,
                          step2.motion_prompts, step2.motion_factor, step2.appearance_factor, step2.duration,
-                         step2.steps, step2.guidance, step2.seed, step2.randomize, step2.current], **UI_EVENT)
+                         step2.steps, step2.guidance, step2.seed, step2.randomize, step2.current], **UI_EVENT).success(
+        None, js=SCROLL_TO_INPUTS)
 
     if model.loading is None:
         return  # a public deployment: the operator's controls, and their events, do not exist
@@ -706,7 +739,7 @@ def create_demo(model, store: SessionStore, *, queue_size: int | None = DEFAULT_
         handlers = Handlers(model, store, demo, queue_size, examples_session_id)
         state = SessionState(gr.State(None), gr.BrowserState(None, storage_key=SESSION_STORAGE_KEY))
         selected_history = gr.State(None)
-        banner = build_header(model)
+        banner = build_header(model, on_spaces)
         with gr.Tabs():
             with gr.Tab("Studio"):
                 with gr.Row(equal_height=False):

@@ -1,5 +1,7 @@
 """The named endpoints, driven with gradio_client against the app served on 127.0.0.1."""
 
+from pathlib import Path
+
 import pytest
 from gradio_client import Client, handle_file
 
@@ -51,3 +53,24 @@ def test_sessions_do_not_see_each_other(app, client):
     other = Client(app.url, verbose=False)
     with pytest.raises(Exception, match="no spatial prior yet"):
         other.predict("it moves", 60, 1.0, 0.375, 2, 1.0, 1, False, api_name="/animate")
+
+
+def test_a_client_picks_a_candidate_as_a_click_does(app):
+    client = Client(app.url, verbose=False)
+    with pytest.raises(Exception, match="no candidates yet"):
+        client.predict(0, "", api_name="/choose_candidate")
+    client.predict("a green cone", "", 30, False, 2, 1.0, 3, "", api_name="/generate_prior")
+    current, motion = client.predict(2, "", api_name="/choose_candidate")
+    assert current["label"] == "Current prior · seed 32" and Path(current["value"]).is_file()
+    _, settings, _ = client.predict("it turns", 60, 1.0, 0.25, 1, 1.0, 1, False, api_name="/animate")
+    assert settings[0]["prior"]["seed"] == 32 and motion == "a green cone"
+    with pytest.raises(Exception, match="The candidate must be a whole number from 0 to 2; got 3"):
+        client.predict(3, "", api_name="/choose_candidate")
+
+
+def test_the_endpoints_are_mcp_tools(app):
+    import httpx
+
+    tools = {tool["name"]: tool for tool in httpx.get(app.url + "gradio_api/mcp/schema").json()}
+    assert {"generate_prior", "choose_candidate", "use_image", "run_animate", "request_stop"} <= set(tools)
+    assert tools["choose_candidate"]["inputSchema"]["properties"]["index"]["description"].startswith("the candidate")

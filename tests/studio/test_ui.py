@@ -242,3 +242,23 @@ def test_each_page_shows_a_running_animations_newest_preview_once(model, store):
     assert shown.endswith("preview-0004-of-0010.mp4") and video.value["orig_name"] == "preview-0004-of-0010.mp4"
     assert video.label == "Preview · step 4 of 10 (colours approximate)"
     assert handlers.show_preview(session.id, shown) == (gr.skip(), gr.skip())  # already on this page
+
+
+def test_shortcuts_are_shown_and_work_for_both_steps(model, store):
+    demo = create_demo(model, store)
+    by_id = {b.elem_id: b for b in demo.blocks.values() if b.elem_id}
+
+    def triggers(name):
+        fn = next(f for f in demo.fns.values() if f.name == name)
+        return {(demo.blocks[target].elem_id, event) for target, event in fn.targets}
+
+    assert ("prior-prompt", "submit") in triggers("check_prior")
+    assert {("animate", "click"), ("motion-prompts", "submit")} <= triggers("check_animate")
+    assert by_id["prior-prompt"].info == "Shift+Enter: Generate prior."
+    assert by_id["motion-prompts"].info == "Enter: a new line. Shift+Enter: Animate."
+    assert "duplicate-space" not in by_id  # only a Space offers to duplicate itself
+
+
+def test_a_space_offers_to_duplicate_itself(model, store):
+    demo = create_demo(model, store, on_spaces=True)
+    assert any(b.elem_id == "duplicate-space" and type(b).__name__ == "DuplicateButton" for b in demo.blocks.values())
