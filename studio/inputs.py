@@ -65,6 +65,12 @@ def flag(value, name: str) -> bool:
     return value
 
 
+def choice(value, name: str, choices: tuple[str, ...]) -> str:
+    if not isinstance(value, str) or value not in choices:
+        raise StudioError(f"{name} must be one of {', '.join(choices)}; got {_short(value)}.")
+    return value
+
+
 def _short(value) -> str:
     """A refused value as the message shows it: its repr, cut short, since a caller may send megabytes."""
     shown = repr(value)

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import PIL.Image
+import PIL.ImageOps
 import torch
 
 from higen_core import HiGenPipeline, HiGenSettings, PipelineLoadError, load_pipeline, video_io
@@ -43,6 +44,7 @@ MAX_GUIDANCE = 100.0  # the most a model folder may recommend (higen_core.settin
 MAX_UPLOAD_BYTES = 20 * 2**20
 MAX_UPLOAD_PIXELS = 40_000_000
 UPLOAD_FORMATS = {"PNG": "PNG", "JPEG": "JPEG", "WEBP": "WebP", "BMP": "BMP"}
+FRAMINGS = ("crop", "fit")  # how an uploaded image meets the model's frame: trimmed to fill it, or shown whole
 # A ZeroGPU slot is reserved for the estimated duration; these figures are for the released model (32 frames at
 # 256x448) on a ZeroGPU H200 slice, with room to spare.
 GPU_SECONDS_MAX = 300
@@ -192,6 +194,23 @@ def validate_image(path) -> PIL.Image.Image:
     except (PIL.UnidentifiedImageError, PIL.Image.DecompressionBombError, OSError, SyntaxError, ValueError):
         raise StudioError("The file is not a readable image: use "
                           f"{', '.join(UPLOAD_FORMATS.values())}.") from None
+
+
+def frame_image(image: PIL.Image.Image, width: int, height: int, framing: str, position: float) -> PIL.Image.Image:
+    """`image` in the aspect of width x height: "crop" keeps the largest such window, placed at `position` (0: left or
+    top, 1: right or bottom) along the side it trims; "fit" pads the whole image with black bars, centred."""
+    target = width / height
+    w, h = image.size
+    if framing == "fit":
+        size = (max(w, round(h * target)), max(h, round(w / target)))
+        return PIL.ImageOps.pad(image, size, color=(0, 0, 0))
+    if w / h > target:  # wider than the frame: trim the sides
+        kept = round(h * target)
+        left = round(position * (w - kept))
+        return image.crop((left, 0, left + kept, h))
+    kept = round(w / target)
+    top = round(position * (h - kept))
+    return image.crop((0, top, w, top + kept))
 
 
 def shown_name(source: str, parts: int = 1) -> str:
@@ -617,15 +636,22 @@ class StudioModel:
             return session.make_current(prior_id)
         return self.use_image(session, image_path, prompt=prompt, source="gallery")
 
-    def use_image(self, session: Session, path, prompt: str = "", source: str = "upload") -> PriorRecord:
-        """"Use my own image": a validated image, centre-cropped to the model's size and encoded by the VAE, becomes
-        the current prior. `prompt` (optional) is its default motion prompt."""
+    def use_image(self, session: Session, path, prompt: str = "", source: str = "upload", framing: str = "crop",
+                  position=0.5) -> PriorRecord:
+        """"Use my own image": a validated image, framed to the model's shape and encoded by the VAE, becomes the
+        current prior. `framing` "crop" fills the frame and trims what sticks out, from `position` 0 (keep the left or
+        top) to 1 (keep the right or bottom); "fit" shows all of it, with black bars. `prompt` (optional) is its
+        default motion prompt."""
         prompt = inputs.text(prompt, "The prompt")
-        image = validate_image(path)
+        framing = inputs.choice(framing, "Framing", FRAMINGS)
+        position = inputs.number(position, "The crop position", 0.0, 1.0)
+        height, width = (size * self.pipe.vae_scale_factor for size in self.pipe.unet.config.sample_size)
+        image = frame_image(validate_image(path), width, height, framing, position)
         latents, preview = self._run(self._encode_on_gpu, image)
         prior_id = new_id()
         settings = self._settings("prior", prior_id, source=source, file=Path(str(path)).name, prompt=prompt,
-                                  negative_prompt="")
+                                  negative_prompt="", framing=framing,
+                                  **({"crop_position": position} if framing == "crop" else {}))
         prior = self._save_prior(session, prior_id, preview, settings, latents)
         return session.make_current(prior.id)
 

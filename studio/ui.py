@@ -179,6 +179,9 @@ class PriorPanel:
     generate: gr.Button
     gallery: gr.Gallery
     upload: gr.File
+    framing: gr.Radio
+    crop_position: gr.Slider
+    reframe: gr.Button  # the uploaded image again, with the framing now chosen
     # The API's way to click a candidate (/choose_candidate): its 0-based index in the gallery; never on the page.
     candidate_index: gr.Number
     choose_candidate: gr.Button
@@ -275,15 +278,22 @@ def build_prior_panel(model, example_fn=None) -> PriorPanel:
     gallery = gr.Gallery(label="Candidates: click one to animate it", columns=4, height=260, fit_columns=False,
                          object_fit="contain", allow_preview=False, interactive=False, elem_id="prior-gallery")
     with gr.Accordion("Use my own image", open=False):
+        with gr.Row():
+            framing = gr.Radio([("Crop to fill the frame", "crop"), ("Fit it all in (black bars)", "fit")],
+                               value="crop", label="Framing", elem_id="prior-framing")
+            crop_position = gr.Slider(0, 1, value=0.5, step=0.05, label="Crop position",
+                                      info="What a crop keeps: 0 the left or top, 1 the right or bottom.",
+                                      elem_id="prior-crop-position")
         upload = gr.File(label="Image (PNG, JPEG, WebP or BMP, up to 20 MB)", file_types=["image"],
                          elem_id="prior-upload")
+        reframe = gr.Button("Use it with this framing", size="sm", elem_id="prior-reframe")
     if model.example_prompts:
         gr.Examples([[p] for p in model.example_prompts], inputs=[prompt], outputs=[gallery], fn=example_fn,
                     cache_examples=example_fn is not None, cache_mode="lazy")
     candidate_index = gr.Number(0, precision=0, visible=False, label="Candidate (0-based)")
     choose_candidate = gr.Button(visible=False)
     return PriorPanel(prompt, negative, seed, randomize, candidates, steps, guidance, generate, gallery, upload,
-                      candidate_index, choose_candidate)
+                      framing, crop_position, reframe, candidate_index, choose_candidate)
 
 
 def build_animate_panel(model) -> AnimatePanel:
@@ -530,12 +540,20 @@ class Handlers:
         return session.id, current_prior_image(session), default_motion_prompts(motion_prompts, previous, prior)
 
     @user_errors
-    def use_image(self, sid, image, motion_prompts):
+    def use_image(self, sid, image, motion_prompts, framing="crop", crop_position=0.5):
+        """Your own image as the spatial prior.
+
+        Args:
+            image: the image file (PNG, JPEG, WebP or BMP).
+            motion_prompts: the motion prompts so far; kept unless empty.
+            framing: "crop" (fill the model's frame, trimming what sticks out) or "fit" (all of it, black bars).
+            crop_position: what a crop keeps, from 0 (the left or top) to 1 (the right or bottom).
+        """
         motion_prompts = motion_text(motion_prompts)
         session = self.store.ensure(sid)
         with self.job(session):
             previous = session.current_prior
-            prior = self.model.use_image(session, image)
+            prior = self.model.use_image(session, image, framing=framing, position=crop_position)
         return session.id, current_prior_image(session), default_motion_prompts(motion_prompts, previous, prior)
 
     @user_errors
@@ -688,8 +706,9 @@ def wire_events(demo: gr.Blocks, on: Handlers, state: SessionState, prior: Prior
                                  preprocess=False, **{**UI_EVENT, "api_visibility": "public"}).success(
         on.show_history, [sid], [history.gallery], **QUICK_EVENT)
 
-    upload_job = prior.upload.upload(on.check_upload, [sid], None, **UI_EVENT).success(
-        on.use_image, [sid, prior.upload, step2.motion_prompts], [sid, step2.current, step2.motion_prompts],
+    upload_job = gr.on([prior.upload.upload, prior.reframe.click], on.check_upload, [sid], None, **UI_EVENT).success(
+        on.use_image, [sid, prior.upload, step2.motion_prompts, prior.framing, prior.crop_position],
+        [sid, step2.current, step2.motion_prompts],
         api_name="use_image", **GPU_EVENT)
     upload_job.success(on.show_history, [sid], [history.gallery], **QUICK_EVENT)
 

@@ -141,8 +141,8 @@ def test_a_file_that_is_no_upload_of_this_page_is_refused_with_a_message(app, ra
     index = next(i for i, fn in app.demo.fns.items() if fn.api_name == "use_image")
     priors_before = sum(len(session.priors) for session in app.store._sessions.values())
     for payload in MALFORMED_FILES:
-        reply = raw(app.url, index, [None, payload, ""])
-        assert reply["success"] is False and reply["output"]["error"] == MALFORMED_REQUEST.format(count=3), payload
+        reply = raw(app.url, index, [None, payload, "", "crop", 0.5])
+        assert reply["success"] is False and reply["output"]["error"] == MALFORMED_REQUEST.format(count=5), payload
     assert sum(len(session.priors) for session in app.store._sessions.values()) == priors_before
 
 

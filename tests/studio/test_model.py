@@ -222,6 +222,34 @@ def test_use_my_own_image(model, session, tmp_path):
     assert result.videos[0].settings["prior"]["file"] == "mine.jpg"
 
 
+def test_an_uploaded_image_is_cropped_where_asked_or_fitted_whole(model, session, tmp_path):
+    from studio.model import frame_image
+
+    # 60x20: a red third, a green third, a blue third; the tiny model's frame is square.
+    thirds = PIL.Image.new("RGB", (60, 20))
+    for i, colour in enumerate([(255, 0, 0), (0, 255, 0), (0, 0, 255)]):
+        thirds.paste(colour, (20 * i, 0, 20 * i + 20, 20))
+    for position, colour in ((0.0, (255, 0, 0)), (0.5, (0, 255, 0)), (1.0, (0, 0, 255))):
+        window = frame_image(thirds, 16, 16, "crop", position)
+        assert window.size == (20, 20) and window.getpixel((10, 10)) == colour
+    fitted = frame_image(thirds, 16, 16, "fit", 0.5)
+    assert fitted.size == (60, 60) and fitted.getpixel((30, 5)) == (0, 0, 0) and fitted.getpixel((5, 30)) == (255, 0, 0)
+    tall = frame_image(thirds.rotate(90, expand=True), 32, 16, "crop", 0.0)  # 20x60 into 2:1: trims the bottom
+    assert tall.size == (20, 10)
+
+    path = tmp_path / "thirds.png"
+    thirds.save(path)
+    left = model.use_image(session, str(path), framing="crop", position=0.0)
+    whole = model.use_image(session, str(path), framing="fit")
+    assert (left.settings["framing"], left.settings["crop_position"], whole.settings["framing"]) == ("crop", 0.0, "fit")
+    assert "crop_position" not in whole.settings
+    torch.testing.assert_close(left.latents, model.pipe.encode_prior_image(frame_image(thirds, 16, 16, "crop", 0)))
+    with pytest.raises(StudioError, match="^Framing must be one of crop, fit; got 'stretch'.$"):
+        model.use_image(session, str(path), framing="stretch")
+    with pytest.raises(StudioError, match=r"^The crop position must be a number from 0 to 1; got 2.$"):
+        model.use_image(session, str(path), position=2)
+
+
 def test_every_file_of_a_session_lives_in_its_folder_and_goes_with_it(model, store, tmp_path):
     """Candidates, an uploaded prior and each video's MP4, GIF and JSON: all in the session's own folder, where no
     other session sees them, and all deleted with the session."""

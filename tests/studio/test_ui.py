@@ -18,7 +18,8 @@ from studio.ui import (NOTHING_TO_STOP, STOPPED, UI_HEADROOM, Handlers, create_d
                        queue_full_message, record_id_from_path)
 
 ELEM_IDS = ["prior-prompt", "prior-negative", "prior-seed", "prior-generate", "prior-gallery", "prior-upload",
-            "animate-duration", "output-interpolation", "output-upscale", "output-quality",
+            "animate-duration", "output-interpolation", "output-upscale", "output-quality", "prior-framing",
+            "prior-crop-position", "prior-reframe",
             "motion-prompts", "motion-factor", "appearance-factor", "animate", "stop", "videos", "history"]
 
 
