@@ -225,6 +225,10 @@ class HistoryPanel:
     settings: gr.JSON
     remix: gr.Button
     selected: gr.State  # the id of the record clicked last
+    previous: gr.State  # the id of the record clicked before it
+    compare: gr.Button
+    compared_row: gr.Row  # hidden until a comparison is asked for
+    compared: tuple[gr.Video, gr.Video]
 
 
 @dataclass
@@ -377,7 +381,11 @@ def build_history_panel(selected: gr.State) -> HistoryPanel:
         with gr.Column(scale=1):
             settings = gr.JSON(label="Settings of the selected item", elem_id="history-settings")
             remix = gr.Button("Send back to inputs", elem_id="history-remix")
-    return HistoryPanel(gallery, settings, remix, selected)
+            compare = gr.Button("Compare the last two videos clicked", elem_id="history-compare")
+    with gr.Row(elem_id="history-compared", visible=False) as compared_row:
+        compared = tuple(gr.Video(label=f"Compared video {name}", interactive=False, loop=True, autoplay=True,
+                                  height=260, elem_id=f"compare-{name}") for name in ("a", "b"))
+    return HistoryPanel(gallery, settings, remix, selected, gr.State(None), compare, compared_row, compared)
 
 
 def build_model_panel(model, banner: gr.Markdown, allow_model_loading: bool) -> ModelPanel:
@@ -617,10 +625,22 @@ class Handlers:
         gr.Info(STOPPED, title="Stopped")
 
     @user_errors
-    def select_history(self, sid, history_value, evt: gr.SelectData):
+    def select_history(self, sid, history_value, selected_before, evt: gr.SelectData):
+        """The clicked item's id and settings; the item clicked before it becomes the other one to compare."""
         session = self.store.ensure(sid)
         record = session.find(record_id_from_path(gallery_path(history_value[evt.index])))
-        return (record.id, record.settings) if record is not None else (None, None)
+        if record is None:
+            return None, None, selected_before
+        return record.id, record.settings, selected_before if selected_before != record.id else gr.skip()
+
+    @user_errors
+    def compare_videos(self, sid, first_id, second_id):
+        """The two videos clicked last in the history, side by side (the earlier click on the left)."""
+        session = self.store.ensure(sid)
+        records = [session.find(i) if isinstance(i, str) else None for i in (first_id, second_id)]
+        if not all(isinstance(record, VideoRecord) for record in records):
+            raise StudioError("Click two videos of the history, one after the other, then Compare.")
+        return gr.Row(visible=True), *(gr.Video(value=str(r.mp4_path), label=r.label) for r in records)
 
     @user_errors
     def send_back(self, sid, record_id):
@@ -726,8 +746,10 @@ def wire_events(demo: gr.Blocks, on: Handlers, state: SessionState, prior: Prior
     step2.stop.click(on.request_stop, [sid], None, cancels=[prior_job, upload_job, animate_job], api_name="stop",
                      **STOP_EVENT).then(on.show_after_stop, [sid], [*videos.outputs, history.gallery], **QUICK_EVENT)
 
-    history.gallery.select(on.select_history, [sid, history.gallery], [history.selected, history.settings],
-                           **QUICK_EVENT)
+    history.gallery.select(on.select_history, [sid, history.gallery, history.selected],
+                           [history.selected, history.settings, history.previous], **QUICK_EVENT)
+    history.compare.click(on.compare_videos, [sid, history.previous, history.selected],
+                          [history.compared_row, *history.compared], **UI_EVENT)
     history.remix.click(on.send_back, [sid, history.selected],
                         [prior.prompt, prior.negative, prior.seed, prior.randomize, prior.steps, prior.guidance,
                          step2.motion_prompts, step2.motion_factor, step2.appearance_factor, step2.duration,

@@ -8,6 +8,7 @@ from types import SimpleNamespace
 
 import gradio as gr
 import numpy as np
+import pytest
 
 from higen_core import video_io
 from studio import JobStopped
@@ -263,3 +264,25 @@ def test_shortcuts_are_shown_and_work_for_both_steps(model, store):
 def test_a_space_offers_to_duplicate_itself(model, store):
     demo = create_demo(model, store, on_spaces=True)
     assert any(b.elem_id == "duplicate-space" and type(b).__name__ == "DuplicateButton" for b in demo.blocks.values())
+
+
+def test_the_last_two_videos_clicked_in_the_history_play_side_by_side(model, store):
+    handlers = Handlers(model, store, demo=None, queue_size=None)
+    sid, *_ = handlers.generate_prior(None, "a red kite", "", 7, False, 2, 1.5, 1, "")
+    handlers.run_animate(sid, "it flies left\nit dives", 40, 0.3, 0.25, 2, 2.5, 9, False)
+    history = [(str(path), caption) for path, caption in handlers.show_history(sid)]  # newest first: dives, left, prior
+
+    def click(index, selected):
+        return handlers.select_history(sid, history, selected, SimpleNamespace(index=index))
+
+    with pytest.raises(gr.Error, match="Click two videos of the history"):
+        handlers.compare_videos(sid, None, None)
+    first, _, previous = click(1, None)
+    assert previous is None
+    second, settings, previous = click(0, first)
+    assert previous == first and settings["motion_prompt"] == "it dives"
+    row, left, right = handlers.compare_videos(sid, previous, second)
+    assert row.visible and "it flies left" in left.label and "it dives" in right.label
+    prior_id, _, previous = click(2, second)  # a prior is no video to compare
+    with pytest.raises(gr.Error, match="Click two videos"):
+        handlers.compare_videos(sid, previous, prior_id)
