@@ -11,6 +11,7 @@ on which the trainer saves a checkpoint and exits.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
@@ -46,6 +47,11 @@ RESERVED_FIELDS = {
 MAX_FIELD_CHARS = 4096
 CONSOLE_LOG = "console.log"
 LOG_TAIL_CHARS = 20_000
+# The form of the last run started, kept in the workspace: a reopened page, even of a restarted studio, shows it.
+LAST_RUN_FILE = ".studio-last-run.json"
+RUN_LOCK = "run.lock"  # what the trainer holds while it runs (higen_core.training.lock)
+SAMPLES_SHOWN = 8
+LOSS_COLUMNS = {"step": "int64", "loss": "float64", "kind": "object"}
 
 
 def trainer_fields() -> dict[str, object]:
@@ -73,6 +79,7 @@ class TrainingWorkspace:
         self.process: subprocess.Popen | None = None
         self.output_dir: Path | None = None
         self.stopped = False  # the run was sent SIGTERM (it saves a checkpoint and exits with 0)
+        self.last_form: dict | None = self._read_last_form()  # the form of the last run started here
 
     # ------------------------------------------------------------------------------------------------------------
     # Paths
@@ -166,6 +173,54 @@ class TrainingWorkspace:
         return command
 
     # ------------------------------------------------------------------------------------------------------------
+    # The last run's form
+    def _read_last_form(self) -> dict | None:
+        try:
+            form = json.loads((self.root / LAST_RUN_FILE).read_text())
+        except (OSError, ValueError):
+            return None
+        return form if isinstance(form, dict) else None
+
+    def remember_form(self, form: dict) -> None:
+        """Keep the form of the run being started, in memory and in the workspace."""
+        self.last_form = dict(form)
+        (self.root / LAST_RUN_FILE).write_text(json.dumps(self.last_form, indent=1))
+
+    def restored_form(self) -> dict | None:
+        """The last run's form, for a page that opens: Resume ticked when that run stopped or failed with a
+        checkpoint to go on from, unticked while it runs or once it finished. None: no run was started here."""
+        if self.last_form is None:
+            return None
+        form = dict(self.last_form)
+        try:
+            folder = self.resolve(form.get("output_dir", ""), "output folder")
+        except StudioError:
+            return form
+        running = self.running() or self.lock_holder(folder) is not None
+        if self.process is not None:
+            finished = self.process.poll() == 0 and not self.stopped
+        else:  # a studio restarted since: what the run left tells
+            finished = (folder / "final").is_dir() or (folder / "lora").is_dir()
+        form["resume"] = not running and not finished and any(row[1] == "yes" for row in self.checkpoints(folder))
+        return form
+
+    @staticmethod
+    def lock_holder(output_dir: Path) -> int | None:
+        """The pid of the trainer running in `output_dir` now, started by this studio or by another (one that has
+        restarted since), or None. The trainer holds an flock on its run.lock while it runs."""
+        path = output_dir / RUN_LOCK
+        try:
+            with open(path) as f:
+                try:
+                    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    return int(json.loads(path.read_text())["pid"])
+                fcntl.flock(f, fcntl.LOCK_UN)
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        return None
+
+    # ------------------------------------------------------------------------------------------------------------
     # The run
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
@@ -187,16 +242,25 @@ class TrainingWorkspace:
         self.stopped = False
         return self.process.pid
 
-    def stop(self) -> str:
-        if not self.running():
+    def stop(self, output_dir: Path | None = None) -> str:
+        """SIGTERM to the run: this studio's, or the one holding `output_dir`'s lock (started before a restart)."""
+        if self.running():
+            pid = self.process.pid
+            # The trainer alone: it saves a checkpoint and stops its own data workers.
+            self.process.send_signal(signal.SIGTERM)
+        elif output_dir is not None and (pid := self.lock_holder(output_dir)) is not None:
+            os.kill(pid, signal.SIGTERM)
+        else:
             return "No run is going on."
-        # The trainer alone: it saves a checkpoint and stops its own data workers.
-        self.process.send_signal(signal.SIGTERM)
         self.stopped = True
-        return f"Sent SIGTERM to pid {self.process.pid}: it saves a checkpoint at the next step and exits."
+        return f"Sent SIGTERM to pid {pid}: it saves a checkpoint at the next step and exits."
 
-    def status(self) -> str:
+    def status(self, output_dir: Path | None = None) -> str:
         if self.process is None:
+            pid = self.lock_holder(output_dir) if output_dir is not None else None
+            if pid is not None:
+                return (f"Running: pid {pid}, output {output_dir.relative_to(self.root)} (started before this studio "
+                        f"restarted; its log and losses show here, Stop works).")
             return "No run started from this studio yet."
         code = self.process.poll()
         where = f"{self.output_dir.relative_to(self.root)}" if self.output_dir else ""
@@ -231,7 +295,20 @@ class TrainingWorkspace:
                                  "kind": str(entry.get("kind", "train"))})
                 except (ValueError, KeyError, TypeError):
                     continue  # the line the trainer is writing right now, or not a step line
-        return pd.DataFrame(rows, columns=["step", "loss", "kind"])
+        # Typed even when empty: the plot takes its axes' kinds from the first table it gets, and an untyped empty
+        # one makes step and loss categories.
+        return pd.DataFrame(rows, columns=["step", "loss", "kind"]).astype(LOSS_COLUMNS)
+
+    @staticmethod
+    def samples(output_dir: Path, count: int = SAMPLES_SHOWN) -> list[tuple[str, str]]:
+        """The newest sample videos the trainer wrote (samples/step-<step>-<i>.mp4), newest first, with captions."""
+        folder = output_dir / "samples"
+        videos = sorted(folder.glob("step-*-*.mp4"), reverse=True)[:count] if folder.is_dir() else []
+        captions = []
+        for video in videos:
+            _, step, index = video.stem.split("-")
+            captions.append(f"step {int(step)} · sample {index}")
+        return [(str(video), caption) for video, caption in zip(videos, captions)]
 
     @staticmethod
     def checkpoints(output_dir: Path) -> list[list]:
@@ -242,8 +319,8 @@ class TrainingWorkspace:
                 for p in sorted(folder.glob("step-*"))]
 
 
-def build_train_tab(workspace: TrainingWorkspace) -> None:
-    """The tab's components and events, inside the caller's Blocks and Tab."""
+def build_train_tab(workspace: TrainingWorkspace, demo: gr.Blocks) -> None:
+    """The tab's components and events, inside the caller's Blocks (`demo`) and Tab."""
     known = trainer_fields()
     gr.Markdown(f"Runs `python -m higen_core.train` on this machine, inside the workspace `{workspace.root}`. "
                 f"Paths are relative to it; anything outside is refused. The run goes on if you close this page.")
@@ -270,13 +347,18 @@ def build_train_tab(workspace: TrainingWorkspace) -> None:
         stop = gr.Button("Stop (SIGTERM)", variant="stop", elem_id="train-stop")
     status = gr.Markdown(workspace.status(), elem_id="train-status")
     with gr.Row(equal_height=False):
-        loss = gr.LinePlot(x="step", y="loss", color="kind", title="Loss", height=300, elem_id="train-loss")
+        # One line, image and video steps alike: Gradio's LinePlot draws no line when its updates are split by a
+        # colour column (seen with gradio 6.31); the table keeps each step's kind.
+        loss = gr.LinePlot(x="step", y="loss", title="Loss", height=300, elem_id="train-loss")
         checkpoints = gr.Dataframe(headers=["checkpoint", "complete"], label="Checkpoints", interactive=False,
                                    elem_id="train-checkpoints")
+    samples = gr.Gallery(label="Sample videos (sample_every), newest first", columns=4, height=260,
+                         allow_preview=True, interactive=False, elem_id="train-samples")
     log = gr.Textbox(label="Log", lines=14, max_lines=14, autoscroll=True, interactive=False, elem_id="train-log")
     timer = gr.Timer(2.0)
 
     controls = [config, output_dir, resume, more, *form.values()]
+    control_names = ["config", "output_dir", "resume", "more", *form]
 
     def command_from(config_value, output_value, resume_value, more_value, *field_values):
         fields = workspace.parse_fields(dict(zip(form, field_values)), more_value)
@@ -292,27 +374,39 @@ def build_train_tab(workspace: TrainingWorkspace) -> None:
     @user_errors
     def start_run(*values):
         command = command_from(*values)
-        pid = workspace.start(command, workspace.resolve(values[1], "output folder"))
+        folder = workspace.resolve(values[1], "output folder")
+        pid = workspace.start(command, folder)
+        workspace.remember_form(dict(zip(control_names, values)))
         gr.Info(f"Training started (pid {pid}).")
-        return workspace.status()
+        return workspace.status(folder)
 
     @user_errors
-    def stop_run():
-        message = workspace.stop()
+    def stop_run(output_value):
+        folder = workspace.resolve(output_value, "output folder")
+        message = workspace.stop(folder)
         gr.Info(message)
-        return workspace.status()
+        return workspace.status(folder)
 
     @user_errors
     def refresh(output_value):
         try:
             folder = workspace.resolve(output_value, "output folder")
         except StudioError as e:
-            return str(e), pd.DataFrame(columns=["step", "loss", "kind"]), [], ""
-        return workspace.status(), workspace.loss_table(folder), workspace.checkpoints(folder), \
-            workspace.log_tail(folder)
+            return str(e), pd.DataFrame(columns=list(LOSS_COLUMNS)).astype(LOSS_COLUMNS), [], "", []
+        return workspace.status(folder), workspace.loss_table(folder), workspace.checkpoints(folder), \
+            workspace.log_tail(folder), workspace.samples(folder)
+
+    @user_errors
+    def restore_form():
+        """A page that opens shows the last run's form (Resume ticked where it can go on), or keeps its defaults."""
+        form_values = workspace.restored_form()
+        if form_values is None:
+            return [gr.skip()] * len(controls)
+        return [form_values.get(name, gr.skip()) for name in control_names]
 
     command_view.value = show_command(None, output_dir.value, False, "", *[""] * len(form))
     gr.on([c.change for c in controls], show_command, controls, command_view, **QUICK_EVENT)
     start.click(start_run, controls, status, **UI_EVENT)
-    stop.click(stop_run, None, status, **UI_EVENT)
-    timer.tick(refresh, [output_dir], [status, loss, checkpoints, log], **QUICK_EVENT)
+    stop.click(stop_run, [output_dir], status, **UI_EVENT)
+    timer.tick(refresh, [output_dir], [status, loss, checkpoints, log, samples], **QUICK_EVENT)
+    demo.load(restore_form, None, controls, **QUICK_EVENT)

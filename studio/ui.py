@@ -793,7 +793,7 @@ def create_demo(model, store: SessionStore, *, queue_size: int | None = DEFAULT_
                 model_panel = build_model_panel(model, banner, allow_model_loading)
             if training is not None:
                 with gr.Tab("Train"):
-                    build_train_tab(training)
+                    build_train_tab(training, demo)
         wire_events(demo, handlers, state, prior, step2, videos, history, model_panel)
     demo.queue(max_size=None if queue_size is None else queue_size + UI_HEADROOM, default_concurrency_limit=1)
     return demo

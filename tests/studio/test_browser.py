@@ -227,3 +227,54 @@ def test_the_page_is_calm_and_remembers(browser, model, serve, tmp_path):
     finally:
         demo.close()
         store.close()
+
+
+def test_the_train_tab_shows_samples_and_a_reopened_page_finds_its_run(browser, model, serve, tmp_path):
+    """Start a run (a stand-in trainer), see its sample videos, reload: the form is the run's; Stop, reload: Resume is
+    ticked, so that Start goes on from the checkpoint."""
+    import sys
+
+    from studio.sessions import SessionStore
+    from studio.train_tab import TrainingWorkspace
+
+    store = SessionStore(tmp_path / "sessions")
+    workspace = TrainingWorkspace(tmp_path / "ws", trainer=[sys.executable, str(Path(__file__).with_name(
+        "fake_trainer.py"))])
+    demo = serve(model, store, training=workspace)
+
+    def open_tab():
+        page.goto(demo.local_url)
+        page.get_by_role("tab", name="Train").click()
+        page.wait_for_selector("#train-start")
+
+    try:
+        page = browser.new_page(viewport={"width": 1400, "height": 1400})
+        open_tab()
+        page.locator("#train-output textarea, #train-output input").first.fill("runs/browser")
+        page.locator("#train-field-max_train_steps textarea, #train-field-max_train_steps input").first.fill("1000")
+        page.locator("#train-field-sample_every textarea, #train-field-sample_every input").first.fill("3")
+        page.click("#train-start")
+        page.wait_for_function("document.querySelector('#train-status').innerText.startsWith('Running')",
+                               timeout=30_000)
+        page.wait_for_function("document.querySelectorAll('#train-samples video, #train-samples img').length >= 2",
+                               timeout=30_000)
+        page.screenshot(path=str(ARTIFACTS / "train.png"), full_page=True)
+
+        open_tab()  # the page reopened while the run goes on: its form is the run's, Resume unticked
+        page.wait_for_function("document.querySelector('#train-field-max_train_steps textarea, "
+                               "#train-field-max_train_steps input').value == '1000'", timeout=30_000)
+        assert page.locator("#train-output textarea, #train-output input").first.input_value() == "runs/browser"
+        assert not page.locator("#train-resume input").is_checked()
+
+        page.click("#train-stop")
+        page.wait_for_function("document.querySelector('#train-status').innerText.startsWith('Stopped at a "
+                               "checkpoint')", timeout=30_000)
+        open_tab()
+        page.wait_for_function("document.querySelector('#train-resume input').checked", timeout=30_000)
+        assert "--resume=latest" in page.locator("#train-command").inner_text()
+        page.close()
+    finally:
+        if workspace.running():
+            workspace.process.kill()
+        demo.close()
+        store.close()

@@ -157,3 +157,42 @@ def test_an_injection_attempt_writes_nothing_outside_the_workspace(workspace, tm
     seen = json.loads((output / "logs" / "arguments.json").read_text())
     assert seen["output_dir"] == str(output) and seen["sample_prompts"] == [f"x --output-dir {evil}"]
     assert not evil.exists()
+
+
+def test_sample_videos_show_as_the_trainer_writes_them(workspace):
+    output = workspace.resolve("runs/samples")
+    fields = workspace.parse_fields({"max_train_steps": "9", "sample_every": "4"}, "")
+    workspace.start(workspace.build_command("", "runs/samples", fields, False), output)
+    assert workspace.process.wait(timeout=60) == 0
+    shown = workspace.samples(output)
+    assert [caption for _, caption in shown] == ["step 8 · sample 0", "step 4 · sample 0"]  # newest first
+    assert all(Path(path).is_file() and Path(path).parent == output / "samples" for path, _ in shown)
+
+
+def test_a_reopened_page_and_a_restarted_studio_find_the_last_run(workspace):
+    output = workspace.resolve("runs/again")
+    form = {"config": "configs/tiny.yaml", "output_dir": "runs/again", "resume": False, "more": "",
+            "max_train_steps": "1000"}
+    workspace.start(workspace.build_command("configs/tiny.yaml", "runs/again", {"max_train_steps": "1000"}, False),
+                    output)
+    workspace.remember_form(form)
+    deadline = time.time() + 30
+    while not any(row[1] == "yes" for row in workspace.checkpoints(output)) and time.time() < deadline:
+        time.sleep(0.1)
+    assert workspace.restored_form() == {**form, "resume": False}  # running: nothing to resume
+
+    # The studio restarts while the run goes on (it has a session of its own): the new one finds it by its lock.
+    restarted = TrainingWorkspace(workspace.root, trainer=FAKE_TRAINER)
+    assert restarted.restored_form() == {**form, "resume": False}
+    assert restarted.status(output).startswith(f"Running: pid {workspace.process.pid}, output runs/again (started "
+                                               f"before this studio restarted")
+    assert restarted.status() == "No run started from this studio yet."
+    assert "SIGTERM" in restarted.stop(output)
+    assert workspace.process.wait(timeout=20) == 0
+    # Stopped with a checkpoint: a page that opens now has Resume ticked, and the form's command resumes.
+    assert restarted.restored_form() == {**form, "resume": True}
+    assert restarted.stop(output) == "No run is going on."
+    assert TrainingWorkspace(workspace.root).restored_form()["resume"] is True
+    # A run that finished leaves nothing to resume.
+    (output / "final").mkdir()
+    assert TrainingWorkspace(workspace.root).restored_form()["resume"] is False
