@@ -4,6 +4,8 @@
     studio.model.StudioModel    the model object: wraps a pipeline, runs the jobs (all torch lives there)
     studio.sessions             per-browser state: output folders, priors, history, the stop flag
     studio.ui.create_demo       the Blocks app; it takes a StudioModel and imports no torch
+    studio.panels               the app's panels, one builder each
+    studio.jobs                 the queue: jobs lined up from a page, run one after another
     studio.train_tab            the optional training tab (`python app.py --enable-training`)
     studio.events               what both tabs' events share: queue settings and the StudioError-to-page wrapper
     studio.inputs               the checks every value from the page or an API client passes (text, numbers, flags)

@@ -657,8 +657,9 @@ class StudioModel:
 
     def check_animate_request(self, session: Session, motion_prompts, motion_factor=None, appearance_factor=None,
                               num_frames=None, steps=None, guidance=None, seed=0,
-                              randomize_seed: bool = False) -> AnimateRequest:
-        """Step 2's values checked, and the session's prior, before any GPU time is spent on them."""
+                              randomize_seed: bool = False, prior_id: str | None = None) -> AnimateRequest:
+        """Step 2's values checked, and the prior (the session's current one, or its prior `prior_id`: a queued job
+        animates the prior current when it was added), before any GPU time is spent on them."""
         prompts = parse_motion_prompts(motion_prompts)
         if len(prompts) > MAX_MOTION_PROMPTS:
             raise StudioError(f"At most {MAX_MOTION_PROMPTS} motion prompts at once; got {len(prompts)}.")
@@ -672,10 +673,10 @@ class StudioModel:
         steps = self._steps(steps)
         guidance = self._guidance(guidance)
         seed = self.pick_seed(seed, randomize_seed)
-        prior = session.current_prior
+        prior = session.current_prior if prior_id is None else session.priors.get(prior_id)
         if prior is None:
             raise StudioError("There is no spatial prior yet: generate one in step 1 (and click the candidate you "
-                              "like) or upload an image.")
+                              "like) or upload an image." if prior_id is None else "That prior is gone.")
         prompts = prompts or ([prior.prompt] if prior.prompt else [])
         if not prompts:
             raise StudioError("Enter at least one motion prompt (one per line).")
@@ -692,15 +693,17 @@ class StudioModel:
 
     def animate(self, session: Session, motion_prompts, motion_factor=None, appearance_factor=None,
                 num_frames=None, steps=None, guidance=None, seed=0, randomize_seed: bool = False,
-                progress=None, interpolation=1, upscale=1, quality=None) -> AnimateResult:
+                progress=None, interpolation=1, upscale=1, quality=None,
+                prior_id: str | None = None) -> AnimateResult:
         """Step 2: animate the current prior with every motion prompt (one per line; default: the prior's prompt)
         in one batch. The prior is reused as it is: no spatial reasoning runs again. None for a factor, the frames,
         the steps or the guidance: the model's default (`default_motion_factor`, `num_frames`, ...). The videos play
         at the model's `fps`, times `interpolation` (motion-compensated in-between frames, 1 to 4), `upscale` times
-        larger (Lanczos, 1 to 4), encoded at x264 CRF `quality` (0 to 51, lower is better; None: 17)."""
+        larger (Lanczos, 1 to 4), encoded at x264 CRF `quality` (0 to 51, lower is better; None: 17). `prior_id`:
+        another of the session's priors than the current one."""
         output = self.check_output_request(interpolation, upscale, quality)
         r = self.check_animate_request(session, motion_prompts, motion_factor, appearance_factor, num_frames, steps,
-                                       guidance, seed, randomize_seed)
+                                       guidance, seed, randomize_seed, prior_id)
         prior, prompts, motion_factor, appearance_factor = r.prior, r.prompts, r.motion_factor, r.appearance_factor
         num_frames, steps, guidance, seed = r.num_frames, r.steps, r.guidance, r.seed
         fps = self.fps

@@ -5,8 +5,9 @@
 the same methods) and a SessionStore. This file imports no torch: every computation is a call on `model`, and every
 default the controls start at is what the model recommends (its `pipe.settings`).
 
-The app is built in three parts: one builder per panel, each returning its components; `Handlers`, whose methods
-adapt component values to the model's methods; and `wire_events`, the one place where components meet handlers.
+The app is built in three parts: one builder per panel, each returning its components (studio.panels); `Handlers`,
+whose methods adapt component values to the model's methods; and `wire_events`, the one place where components meet
+handlers.
 Every GPU event shares one concurrency id with a limit of 1 (studio.events.GPU_EVENT), so spatial reasoning,
 temporal reasoning, image encoding and model loading never overlap, whoever asked for them.
 
@@ -19,13 +20,16 @@ from __future__ import annotations
 
 import contextlib
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import gradio as gr
 
 from . import StudioError, inputs
 from .events import GPU_EVENT, QUICK_EVENT, UI_EVENT, StudioBlocks, user_errors
+from .jobs import JobQueue
+from .panels import (AnimatePanel, HistoryPanel, ModelPanel, PriorPanel, QueuePanel, SessionState, VideoPanel,
+                     build_animate_panel, build_header, build_history_panel, build_model_panel, build_prior_panel,
+                     build_queue_panel, build_video_panel, duration_info, model_markdown)
 from .sessions import PriorRecord, Session, SessionStore, VideoRecord
 from .train_tab import build_train_tab
 
@@ -38,22 +42,10 @@ UI_HEADROOM = 8
 CSS = "#prior-current img { width: 100%; height: 100%; object-fit: contain; }"
 # What app.py passes to launch(): Gradio 6 takes page CSS there.
 LAUNCH_OPTIONS = {"css": CSS, "max_file_size": "20mb", "mcp_server": True}
-INTRO = ("# HiGen Studio\nText-to-video in two steps (HiGen, CVPR 2024): **1. spatial prior** — an image from your "
-         "prompt; **2. animate** — the same image brought to life by one or more motion prompts, as often as you "
-         "like.")
-TINY_BANNER = ("⚠️ **This is an untrained tiny model** with random weights: it exercises every control but makes "
-               "noise, not pictures. Load a real model in the *Model* panel below, or start with "
-               "`python app.py --model DIR_OR_HUB_ID`.")
-# The prompt box's placeholder when the model declares no example prompts to take the first of.
-PROMPT_PLACEHOLDER = "what the picture shows"
-PRIOR_NOTE = ("The prior becomes the **middle frame** of every video: the motion runs from before it to after it.")
 STOPPED = ("Stopped: the job ends after its current step. An animation keeps the videos that step predicts, marked "
            "partial; priors are not kept.")
-FACTOR_CHOICES = [("off", 1), ("2×", 2), ("3×", 3), ("4×", 4)]
 # After "Send back to inputs": bring the inputs it filled into view (both steps' columns start at the same height).
 SCROLL_TO_INPUTS = "() => document.querySelector('#prior-prompt').scrollIntoView({behavior: 'smooth', block: 'start'})"
-# How often an open page looks for a running animation's live preview (a file check when there is none).
-PREVIEW_POLL_S = 1.0
 # How long the page waits, after Stop, for the stopped job to leave and show what it kept (a step takes well under).
 STOP_WAIT_S = 30.0
 NOTHING_TO_STOP = "Nothing is running: there was nothing to stop."
@@ -147,272 +139,7 @@ def restored_inputs(session: Session) -> tuple[list, list]:
     return step1, step2
 
 
-def duration_info(model) -> str:
-    return f"{model.fps:g} frames a second: 1 frame every {1 / model.fps:.3g} s, up to {model.max_frames} frames."
 
-
-def model_markdown(info: dict) -> str:
-    offload = "on" if info["offload"] else "off"
-    lora = f" · LoRA `{info['lora']['lora']}` at {info['lora']['lora_scale']:g}" if info.get("lora") else ""
-    return (f"**Model** `{info['model']}`{lora} · device `{info['device']}` · dtype `{info['dtype']}` · "
-            f"CPU offload {offload}")
-
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Panels: each builder lays out its components inside the caller's layout and returns them.
-@dataclass
-class SessionState:
-    session_id: gr.State
-    browser_session: gr.BrowserState
-
-
-@dataclass
-class PriorPanel:
-    prompt: gr.Textbox
-    negative: gr.Textbox
-    seed: gr.Number
-    randomize: gr.Checkbox
-    candidates: gr.Slider
-    steps: gr.Slider
-    guidance: gr.Slider
-    generate: gr.Button
-    gallery: gr.Gallery
-    upload: gr.File
-    framing: gr.Radio
-    crop_position: gr.Slider
-    reframe: gr.Button  # the uploaded image again, with the framing now chosen
-    # The API's way to click a candidate (/choose_candidate): its 0-based index in the gallery; never on the page.
-    candidate_index: gr.Number
-    choose_candidate: gr.Button
-
-
-@dataclass
-class AnimatePanel:
-    current: gr.Image
-    motion_prompts: gr.Textbox
-    motion_factor: gr.Slider
-    appearance_factor: gr.Slider
-    duration: gr.Slider  # seconds
-    steps: gr.Slider
-    guidance: gr.Slider
-    seed: gr.Number
-    randomize: gr.Checkbox
-    interpolation: gr.Dropdown
-    upscale: gr.Dropdown
-    quality: gr.Slider
-    animate: gr.Button
-    stop: gr.Button
-
-
-@dataclass
-class VideoPanel:
-    slots: list[tuple[gr.Column, gr.Video, gr.File]]
-    batch_files: gr.File
-    batch_settings: gr.JSON
-    preview_timer: gr.Timer
-    preview_shown: gr.State  # the path of the preview this page shows last
-
-    @property
-    def outputs(self) -> list:
-        """Every slot's column, video and files, in the order `Handlers.slot_updates` returns their updates."""
-        return [component for slot in self.slots for component in slot]
-
-
-@dataclass
-class HistoryPanel:
-    gallery: gr.Gallery
-    settings: gr.JSON
-    remix: gr.Button
-    selected: gr.State  # the id of the record clicked last
-    previous: gr.State  # the id of the record clicked before it
-    compare: gr.Button
-    compared_row: gr.Row  # hidden until a comparison is asked for
-    compared: tuple[gr.Video, gr.Video]
-
-
-@dataclass
-class ModelLoading:
-    source: gr.Textbox
-    vgen_checkpoint: gr.Textbox
-    vgen_base: gr.Textbox
-    load: gr.Button
-    lora: gr.Textbox
-    lora_scale: gr.Slider
-    apply_lora: gr.Button
-
-
-@dataclass
-class ModelPanel:
-    banner: gr.Markdown  # the header's tiny-model banner, which loading another model shows or hides
-    info: gr.Markdown
-    offload: gr.Checkbox
-    loading: ModelLoading | None  # None where the operator's controls are not built (public deployments)
-
-
-def build_header(model, on_spaces: bool = False) -> gr.Markdown:
-    """The title (on a Space, with a button to duplicate it), and the banner that says when the model is the
-    untrained tiny one."""
-    gr.Markdown(INTRO)
-    if on_spaces:
-        gr.DuplicateButton("Duplicate this Space: your own GPU, no queue", elem_id="duplicate-space")
-    return gr.Markdown(TINY_BANNER, visible=model.is_tiny, elem_id="model-banner")
-
-
-def build_prior_panel(model, example_fn=None) -> PriorPanel:
-    """Step 1. `example_fn`: makes an example's priors, to cache on first use (on a Space); None: an example only
-    fills the prompt."""
-    limits = model.limits
-    gr.Markdown("### 1 · Spatial prior")
-    prompt = gr.Textbox(label="Prompt", lines=2, elem_id="prior-prompt", info="Shift+Enter: Generate prior.",
-                        placeholder=next(iter(model.example_prompts), PROMPT_PLACEHOLDER))
-    negative = gr.Textbox(label="Negative prompt", elem_id="prior-negative",
-                          placeholder="what the picture should not show (optional)")
-    with gr.Row():
-        seed = gr.Number(0, label="Seed", precision=0, minimum=0, maximum=limits["max_seed"], elem_id="prior-seed",
-                         info="Shows the seed last used: untick Randomize to reuse it.")
-        randomize = gr.Checkbox(True, label="Randomize seed", elem_id="prior-randomize")
-    with gr.Row():
-        candidates = gr.Slider(1, limits["max_candidates"], value=min(4, limits["max_candidates"]), step=1,
-                               label="Candidates", elem_id="prior-candidates")
-        steps = gr.Slider(1, limits["max_steps"], value=model.default_steps, step=1, label="Steps",
-                          elem_id="prior-steps")
-        guidance = gr.Slider(0, 20, value=model.default_guidance, step=0.5, label="Guidance", elem_id="prior-guidance")
-    generate = gr.Button("Generate prior", variant="primary", elem_id="prior-generate")
-    gallery = gr.Gallery(label="Candidates: click one to animate it", columns=4, height=260, fit_columns=False,
-                         object_fit="contain", allow_preview=False, interactive=False, elem_id="prior-gallery")
-    with gr.Accordion("Use my own image", open=False):
-        with gr.Row():
-            framing = gr.Radio([("Crop to fill the frame", "crop"), ("Fit it all in (black bars)", "fit")],
-                               value="crop", label="Framing", elem_id="prior-framing")
-            crop_position = gr.Slider(0, 1, value=0.5, step=0.05, label="Crop position",
-                                      info="What a crop keeps: 0 the left or top, 1 the right or bottom.",
-                                      elem_id="prior-crop-position")
-        upload = gr.File(label="Image (PNG, JPEG, WebP or BMP, up to 20 MB)", file_types=["image"],
-                         elem_id="prior-upload")
-        reframe = gr.Button("Use it with this framing", size="sm", elem_id="prior-reframe")
-    if model.example_prompts:
-        gr.Examples([[p] for p in model.example_prompts], inputs=[prompt], outputs=[gallery], fn=example_fn,
-                    cache_examples=example_fn is not None, cache_mode="lazy")
-    candidate_index = gr.Number(0, precision=0, visible=False, label="Candidate (0-based)")
-    choose_candidate = gr.Button(visible=False)
-    return PriorPanel(prompt, negative, seed, randomize, candidates, steps, guidance, generate, gallery, upload,
-                      framing, crop_position, reframe, candidate_index, choose_candidate)
-
-
-def build_animate_panel(model) -> AnimatePanel:
-    """Step 2: the current prior, the motion prompts and factors, and the model's motion examples if it has some."""
-    limits = model.limits
-    low, high = model.motion_factor_range
-    slot_count = limits["max_motion_prompts"]
-    gr.Markdown("### 2 · Animate")
-    with gr.Row(equal_height=False):
-        with gr.Column():
-            current = gr.Image(label="Current prior: none yet", interactive=False, height=220,
-                               elem_id="prior-current")
-            gr.Markdown(PRIOR_NOTE, elem_id="prior-note")
-        with gr.Column():
-            motion_prompts = gr.Textbox(label=f"Motion prompts: one per line, up to {slot_count}", lines=3,
-                                        max_lines=slot_count, elem_id="motion-prompts",
-                                        info="Enter: a new line. Shift+Enter: Animate.",
-                                        placeholder="Empty: the prior's prompt")
-            motion_factor = gr.Slider(low, high, value=model.default_motion_factor, step=1, label="Motion factor γm",
-                                      elem_id="motion-factor", info="How much consecutive frames differ.")
-            appearance_factor = gr.Slider(0, 1, value=model.default_appearance_factor, step=0.05,
-                                          label="Appearance factor γa", elem_id="appearance-factor",
-                                          info="How much the look changes from first to last frame.")
-    if model.motion_examples:
-        gr.Examples(model.motion_examples, inputs=[motion_prompts, motion_factor],
-                    example_labels=model.motion_example_labels,
-                    label="Motion examples, each with the γm of its motion")
-    with gr.Row():
-        shortest, longest, step = model.duration_range
-        duration = gr.Slider(shortest, longest, value=model.default_duration, step=step, label="Duration (seconds)",
-                             elem_id="animate-duration", info=duration_info(model))
-        steps = gr.Slider(1, limits["max_steps"], value=model.default_steps, step=1, label="Steps",
-                          elem_id="animate-steps")
-        guidance = gr.Slider(0, 20, value=model.default_guidance, step=0.5, label="Guidance",
-                             elem_id="animate-guidance")
-    with gr.Row():
-        seed = gr.Number(0, label="Seed", precision=0, minimum=0, maximum=limits["max_seed"], elem_id="animate-seed")
-        randomize = gr.Checkbox(True, label="Randomize seed", elem_id="animate-randomize")
-    with gr.Accordion("Output: smoother, larger, file quality", open=False):
-        with gr.Row():
-            interpolation = gr.Dropdown(FACTOR_CHOICES, value=1, label="Frame interpolation",
-                                        info="In-between frames, motion-compensated: 2× is twice the frame rate.",
-                                        elem_id="output-interpolation")
-            upscale = gr.Dropdown(FACTOR_CHOICES, value=1, label="Upscaling", info="Lanczos resampling.",
-                                  elem_id="output-upscale")
-        quality = gr.Slider(0, 51, value=model.default_quality, step=1, label="MP4 quality (x264 CRF)",
-                            info="Lower is better and larger; 17 looks lossless, 23 is x264's default.",
-                            elem_id="output-quality")
-    with gr.Row():
-        animate = gr.Button("Animate", variant="primary", elem_id="animate")
-        stop = gr.Button("Stop", variant="stop", elem_id="stop")
-    return AnimatePanel(current, motion_prompts, motion_factor, appearance_factor, duration, steps, guidance, seed,
-                        randomize, interpolation, upscale, quality, animate, stop)
-
-
-def build_video_panel(slot_count: int) -> VideoPanel:
-    """One slot per motion prompt of a batch, and the last batch's files and settings."""
-    gr.Markdown("### Videos")
-    slots = []
-    with gr.Row(elem_id="videos"):
-        for i in range(slot_count):
-            # Slot 0 stays visible so that the progress of an animation has a place to show.
-            with gr.Column(visible=i == 0, min_width=200) as column:
-                video = gr.Video(label="Videos appear here", interactive=False, loop=True, autoplay=True, height=260,
-                                 elem_classes=["studio-video"])
-                files = gr.File(label="MP4 · GIF · settings", file_count="multiple", visible=False,
-                                interactive=False)
-            slots.append((column, video, files))
-    with gr.Accordion("Files and settings of the last batch", open=False):
-        batch_files = gr.File(label="Files", file_count="multiple", interactive=False)
-        batch_settings = gr.JSON(label="Settings")
-    return VideoPanel(slots, batch_files, batch_settings, gr.Timer(PREVIEW_POLL_S), gr.State(None))
-
-
-def build_history_panel(selected: gr.State) -> HistoryPanel:
-    gr.Markdown("### History\nThis browser's priors and videos; they stay across page refreshes and are deleted a "
-                "while after you close the page.")
-    with gr.Row(equal_height=False):
-        gallery = gr.Gallery(label="History", columns=6, height=240, allow_preview=False, fit_columns=False,
-                             object_fit="contain", interactive=False, elem_id="history", scale=3)
-        with gr.Column(scale=1):
-            settings = gr.JSON(label="Settings of the selected item", elem_id="history-settings")
-            remix = gr.Button("Send back to inputs", elem_id="history-remix")
-            compare = gr.Button("Compare the last two videos clicked", elem_id="history-compare")
-    with gr.Row(elem_id="history-compared", visible=False) as compared_row:
-        compared = tuple(gr.Video(label=f"Compared video {name}", interactive=False, loop=True, autoplay=True,
-                                  height=260, elem_id=f"compare-{name}") for name in ("a", "b"))
-    return HistoryPanel(gallery, settings, remix, selected, gr.State(None), compare, compared_row, compared)
-
-
-def build_model_panel(model, banner: gr.Markdown, allow_model_loading: bool) -> ModelPanel:
-    """What runs, and, where `allow_model_loading` is on, the operator's controls: CPU offload and loading another
-    model. Off (a public deployment), those controls are not built at all, so no event of theirs exists to call."""
-    info = model.describe()
-    loading = None
-    with gr.Accordion("Model", open=False):
-        markdown = gr.Markdown(model_markdown(info), elem_id="model-info")
-        offload = gr.Checkbox(model.offload, label="CPU offload (slower, much less GPU memory)",
-                              interactive=allow_model_loading and info["device"].startswith("cuda"),
-                              elem_id="model-offload")
-        if allow_model_loading:
-            with gr.Group(elem_id="model-loading"):
-                source = gr.Textbox(label="Pipeline folder or hub id, or \"tiny\"", elem_id="model-source",
-                                    info="Only what `python app.py --allow-models` allows.")
-                vgen_checkpoint = gr.Textbox(label="…or the released VGen checkpoint (.pth)", elem_id="model-vgen")
-                vgen_base = gr.Textbox(label="Base for the checkpoint (SD 2.x folder)", elem_id="model-base")
-                load = gr.Button("Load model", elem_id="model-load")
-            with gr.Group(elem_id="model-lora-group"):
-                lora = gr.Textbox(label="LoRA: the lora folder of a LoRA training run, its file, or a hub id (empty: "
-                                        "none)", elem_id="model-lora")
-                lora_scale = gr.Slider(0.0, 2.0, value=1.0, step=0.05, label="LoRA scale (0: the base model)",
-                                       elem_id="model-lora-scale")
-                apply = gr.Button("Apply LoRA", elem_id="model-lora-apply")
-            loading = ModelLoading(source, vgen_checkpoint, vgen_base, load, lora, lora_scale, apply)
-    return ModelPanel(banner, markdown, offload, loading)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -422,9 +149,10 @@ class Handlers:
     `examples_session_id`: the session that makes the cached examples' priors (on a Space), else None."""
 
     def __init__(self, model, store: SessionStore, demo: gr.Blocks, queue_size: int | None,
-                 examples_session_id: str | None = None):
+                 examples_session_id: str | None = None, jobs: JobQueue | None = None):
         self.model = model
         self.store = store
+        self.jobs = jobs or JobQueue()
         self.demo = demo
         self.queue_size = queue_size
         self.slot_count = model.limits["max_motion_prompts"]
@@ -597,6 +325,71 @@ class Handlers:
         path, step, total = preview
         return gr.Video(value=path, label=f"Preview · step {step} of {total} (colours approximate)"), path
 
+    # --- The queue ---------------------------------------------------------------------------------------------
+    @user_errors
+    def queue_prior(self, sid, prompt, negative_prompt, seed, randomize_seed, steps, guidance, candidates):
+        """Step 1 as a queued job: the values checked now (a random seed picked now), run when its turn comes."""
+        session = self.store.ensure(sid)
+        r = self.model.check_prior_request(prompt, negative_prompt, seed, randomize_seed, steps, guidance, candidates)
+
+        def run() -> str:
+            with self.job(session):
+                batch = self.model.generate_prior(session, r.prompt, r.negative_prompt, r.seeds[0], False, r.steps,
+                                                  r.guidance, len(r.seeds))
+            return f"{len(batch.priors)} candidate(s), seed {batch.seed}"
+
+        job = self.jobs.submit(session.id, f"prior “{r.prompt}” ×{len(r.seeds)}", run)
+        gr.Info(f"Job #{job.number} added to the queue.")
+        return session.id, self.queue_table(session.id)
+
+    @user_errors
+    def queue_animate(self, sid, motion_prompts, motion_factor, appearance_factor, duration, steps, guidance, seed,
+                      randomize_seed, interpolation=1, upscale=1, quality=None):
+        """Step 2 as a queued job, on the prior current now (later clicks on other priors do not change it)."""
+        session = self.store.ensure(sid)
+        num_frames = self.model.frames_for_duration(duration)
+        self.model.check_output_request(interpolation, upscale, quality)
+        r = self.model.check_animate_request(session, motion_prompts, motion_factor, appearance_factor, num_frames,
+                                             steps, guidance, seed, randomize_seed)
+
+        def run() -> str:
+            with self.job(session):
+                result = self.model.animate(session, r.prompts, r.motion_factor, r.appearance_factor, r.num_frames,
+                                            r.steps, r.guidance, r.seed, False, interpolation=interpolation,
+                                            upscale=upscale, quality=quality, prior_id=r.prior.id)
+            return f"{len(result.videos)} video(s), seed {result.seed}" + (" (partial)" if result.partial else "")
+
+        more = f" +{len(r.prompts) - 1}" if len(r.prompts) > 1 else ""
+        label = f"animate “{r.prompts[0]}”{more} · γm {r.motion_factor:g} · γa {r.appearance_factor:g}"
+        job = self.jobs.submit(session.id, label, run)
+        gr.Info(f"Job #{job.number} added to the queue.")
+        return session.id, self.queue_table(session.id)
+
+    def queue_table(self, sid) -> list[list]:
+        return [[job.number, job.label, job.state, job.note] for job in self.jobs.of_session(sid)]
+
+    @user_errors
+    def cancel_job(self, sid, number):
+        if not isinstance(sid, str):
+            raise StudioError("You have no jobs in the queue.")
+        job = self.jobs.cancel(sid, number)
+        gr.Info(f"Job #{job.number} cancelled.")
+        return self.queue_table(sid)
+
+    @user_errors
+    def show_queue(self, sid, finished_before):
+        """A timer's tick: this session's jobs; when one has ended since, what it made (videos, candidates, history)."""
+        session = self.store.get(sid) if isinstance(sid, str) else None
+        if session is None:
+            return [gr.skip()] * (2 + 3 * self.slot_count + 3)
+        jobs = self.jobs.of_session(sid)
+        finished = sum(job.state in ("done", "stopped", "failed") for job in jobs)
+        table = [[job.number, job.label, job.state, job.note] for job in jobs]
+        if finished == finished_before:
+            return [table, gr.skip(), *[gr.skip()] * (3 * self.slot_count + 3)]
+        return [table, finished, *self.slot_updates(session.last_videos), history_gallery(session),
+                candidates_gallery(session), current_prior_image(session)]
+
     @user_errors
     def show_history(self, sid):
         return history_gallery(self.store.ensure(sid))
@@ -690,7 +483,7 @@ class Handlers:
 # ----------------------------------------------------------------------------------------------------------------
 # The app
 def wire_events(demo: gr.Blocks, on: Handlers, state: SessionState, prior: PriorPanel, step2: AnimatePanel,
-                videos: VideoPanel, history: HistoryPanel, model: ModelPanel) -> None:
+                videos: VideoPanel, queue: QueuePanel, history: HistoryPanel, model: ModelPanel) -> None:
     """Every event of the Studio tab. A GPU job from the page first has its values and the queue checked (a
     UI_EVENT without outputs, so that its refusal reaches the page and marks no field), then runs as a GPU_EVENT;
     what it changed beyond its outputs is shown after it succeeds."""
@@ -742,6 +535,14 @@ def wire_events(demo: gr.Blocks, on: Handlers, state: SessionState, prior: Prior
     videos.preview_timer.tick(on.show_preview, [sid, videos.preview_shown],
                               [videos.slots[0][1], videos.preview_shown], **QUICK_EVENT)
 
+    # The queue: a job checked and added now, run by the queue's worker when its turn comes; each page shows its own.
+    prior.queue.click(on.queue_prior, [sid, *step1_inputs], [sid, queue.table], preprocess=False, **UI_EVENT)
+    step2.queue.click(on.queue_animate, [sid, *step2_inputs], [sid, queue.table], preprocess=False, **UI_EVENT)
+    queue.cancel.click(on.cancel_job, [sid, queue.number], [queue.table], **UI_EVENT)
+    queue.timer.tick(on.show_queue, [sid, queue.finished],
+                     [queue.table, queue.finished, *videos.outputs, history.gallery, prior.gallery, step2.current],
+                     **QUICK_EVENT)
+
     # The flag stops a running job at its next step; `cancels` drops this page's jobs still waiting in line.
     step2.stop.click(on.request_stop, [sid], None, cancels=[prior_job, upload_job, animate_job], api_name="stop",
                      **STOP_EVENT).then(on.show_after_stop, [sid], [*videos.outputs, history.gallery], **QUICK_EVENT)
@@ -789,11 +590,12 @@ def create_demo(model, store: SessionStore, *, queue_size: int | None = DEFAULT_
                     with gr.Column(scale=1):
                         step2 = build_animate_panel(model)
                 videos = build_video_panel(handlers.slot_count)
+                queue = build_queue_panel()
                 history = build_history_panel(selected_history)
                 model_panel = build_model_panel(model, banner, allow_model_loading)
             if training is not None:
                 with gr.Tab("Train"):
                     build_train_tab(training, demo)
-        wire_events(demo, handlers, state, prior, step2, videos, history, model_panel)
+        wire_events(demo, handlers, state, prior, step2, videos, queue, history, model_panel)
     demo.queue(max_size=None if queue_size is None else queue_size + UI_HEADROOM, default_concurrency_limit=1)
     return demo

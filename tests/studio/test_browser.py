@@ -278,3 +278,58 @@ def test_the_train_tab_shows_samples_and_a_reopened_page_finds_its_run(browser, 
             workspace.process.kill()
         demo.close()
         store.close()
+
+
+def queue_rows(page) -> list[list[str]]:
+    """The queue table's rows as text: [number, job, state, result?] each."""
+    lines = [line.strip() for line in page.locator("#queue").inner_text().splitlines() if line.strip()]
+    rows = []
+    for line in lines[lines.index("result") + 1:]:
+        if line.isdigit():
+            rows.append([line])
+        else:
+            rows[-1].append(line)
+    return rows
+
+
+def test_jobs_line_up_in_the_queue_and_land_in_the_history(browser, model, serve, tmp_path):
+    """Add three animations to the queue from one page (the first long), cancel the last while the first runs, and
+    walk away: the second's videos arrive in the history and the slots by themselves."""
+    from studio.sessions import SessionStore
+
+    store = SessionStore(tmp_path / "sessions")
+    demo = serve(model, store)
+    try:
+        page = browser.new_page(viewport={"width": 1400, "height": 1400})
+        page.goto(demo.local_url)
+        page.wait_for_selector("#prior-generate")
+        page.locator("#prior-prompt textarea").fill("a yellow star")
+        set_number(page, "prior-candidates", 1)
+        set_number(page, "prior-steps", 2)
+        page.click("#prior-generate")
+        page.wait_for_function("document.querySelectorAll('#prior-gallery img').length == 1", timeout=60_000)
+
+        for prompt, steps in (("the star spins slowly", 200), ("the star falls", 2), ("the star hides", 2)):
+            page.locator("#motion-prompts textarea").fill(prompt)
+            set_number(page, "animate-steps", steps)
+            page.click("#animate-queue")
+            page.wait_for_function(f"document.querySelector('#queue').innerText.includes('{prompt}')",
+                                   timeout=30_000)
+        rows = queue_rows(page)
+        assert [row[1:3] for row in rows] == [["animate “the star spins slowly” · γm 50 · γa 1", "running"],
+                                              ["animate “the star falls” · γm 50 · γa 1", "waiting"],
+                                              ["animate “the star hides” · γm 50 · γa 1", "waiting"]]
+        last = int(rows[2][0])
+        set_number(page, "queue-number", last)
+        page.click("#queue-cancel")
+        page.wait_for_function("document.querySelector('#queue').innerText.includes('cancelled')", timeout=30_000)
+        page.wait_for_function("document.querySelector('#videos').innerText.includes('the star falls')",
+                               timeout=120_000)
+        page.wait_for_function("document.querySelectorAll('#history img').length == 3", timeout=30_000)
+        page.mouse.move(0, 0)
+        page.screenshot(path=str(ARTIFACTS / "queue.png"), full_page=True)
+        assert [row[2] for row in queue_rows(page)] == ["done", "done", "cancelled"]
+        page.close()
+    finally:
+        demo.close()
+        store.close()

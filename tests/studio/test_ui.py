@@ -106,7 +106,7 @@ def test_loading_another_model_moves_the_controls_to_its_recommendations(recomme
     assert (motion.minimum, motion.maximum, motion.value) == (10.0, 60.0, 30.0)
     # Its 8 frames at its 12 fps.
     assert (duration.value, duration.maximum, duration.step, appearance.value) == (8 / 12, 8 / 12, 1 / 12, 0.4)
-    assert duration.info == "12 frames a second: 1 frame every 0.0833 s, up to 8 frames."
+    assert duration.info == "12 fps, at most 8 frames."
     assert [update.value for update in guidance_and_steps] == [4.5, 4.5, 3, 3]
 
 
@@ -286,3 +286,34 @@ def test_the_last_two_videos_clicked_in_the_history_play_side_by_side(model, sto
     prior_id, _, previous = click(2, second)  # a prior is no video to compare
     with pytest.raises(gr.Error, match="Click two videos"):
         handlers.compare_videos(sid, previous, prior_id)
+
+
+def test_queued_jobs_run_one_after_another_and_a_waiting_one_can_be_cancelled(model, store):
+    import time
+
+    handlers = Handlers(model, store, demo=None, queue_size=None)
+    sid, *_ = handlers.generate_prior(None, "a red kite", "", 7, False, 2, 1.5, 1, "")
+    first_prior = store.get(sid).current_prior
+    with model._lock:  # the GPU is busy: the jobs wait in line
+        _, table = handlers.queue_animate(sid, "it flies left", 40, 0.3, 0.25, 2, 2.5, 9, False)
+        _, table = handlers.queue_prior(sid, "a blue kite", "", 3, False, 2, 1.5, 2)
+        _, table = handlers.queue_animate(sid, "it dives\nit loops", 40, 0.3, 0.25, 2, 2.5, 9, False)
+        numbers = [row[0] for row in table]
+        assert [row[1:3] for row in table] == [
+            ["animate “it flies left” · γm 40 · γa 0.3", "running"], ["prior “a blue kite” ×2", "waiting"],
+            ["animate “it dives” +1 · γm 40 · γa 0.3", "waiting"]]
+        assert handlers.cancel_job(sid, numbers[2])[2][2] == "cancelled"
+        with pytest.raises(gr.Error, match=f"Job #{numbers[0]} is running: only a waiting job can be cancelled"):
+            handlers.cancel_job(sid, numbers[0])
+    deadline = time.time() + 60
+    while any(row[2] in ("waiting", "running") for row in handlers.queue_table(sid)) and time.time() < deadline:
+        time.sleep(0.1)
+    table = handlers.queue_table(sid)
+    assert [row[2] for row in table] == ["done", "done", "cancelled"]
+    assert table[0][3].startswith("1 video(s), seed 9") and table[1][3] == "2 candidate(s), seed 3"
+    session = store.get(sid)
+    # The animation used the prior current when it was added, though the queued prior job made others current since.
+    assert session.last_videos[0].prior_id == first_prior.id and session.current_prior is not first_prior
+    updates = handlers.show_queue(sid, 0)
+    assert updates[1] == 2 and updates[-2] and updates[-1].label.startswith("Current prior · seed 3")
+    assert handlers.show_queue(sid, 2)[1] == gr.skip()  # nothing new since
