@@ -137,7 +137,7 @@ def build_header(model, on_spaces: bool = False) -> gr.Markdown:
 
 
 def build_prior_panel(model, example_fn=None) -> PriorPanel:
-    """Step 1. `example_fn`: makes an example's priors, to cache on first use (on a Space); None: an example only
+    """Step 1. `example_fn`: makes an example's priors, to cache on first use; None: an example only
     fills the prompt."""
     limits = model.limits
     gr.Markdown("### 1 · Spatial prior")

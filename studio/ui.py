@@ -574,9 +574,9 @@ def create_demo(model, store: SessionStore, *, queue_size: int | None = DEFAULT_
     """`training`: a studio.train_tab.TrainingWorkspace to show the Train tab, or None.
     `allow_model_loading`: the operator's controls (loading another model, CPU offload), which change the model for
     every user; off wherever others can reach the studio (app.py decides), and then not built at all."""
-    # On a Space the examples' priors are made once, on first use, and shown to every visitor from Gradio's cache;
-    # they are made in a session of their own (a click on one encodes it as the visitor's prior).
-    examples_session_id = store.ensure(None).id if on_spaces else None
+    # The examples' priors are made once, on first use, and shown to every visitor from Gradio's cache; they are made
+    # in a session of their own (a click on one encodes it as the visitor's prior).
+    examples_session_id = store.ensure(None).id
     with StudioBlocks(title="HiGen Studio", delete_cache=(3600, 6 * 3600)) as demo:
         handlers = Handlers(model, store, demo, queue_size, examples_session_id)
         state = SessionState(gr.State(None), gr.BrowserState(None, storage_key=SESSION_STORAGE_KEY))
@@ -586,7 +586,7 @@ def create_demo(model, store: SessionStore, *, queue_size: int | None = DEFAULT_
             with gr.Tab("Studio"):
                 with gr.Row(equal_height=False):
                     with gr.Column(scale=1):
-                        prior = build_prior_panel(model, handlers.example_prior if on_spaces else None)
+                        prior = build_prior_panel(model, handlers.example_prior)
                     with gr.Column(scale=1):
                         step2 = build_animate_panel(model)
                 videos = build_video_panel(handlers.slot_count)
