@@ -41,8 +41,7 @@ class JobQueue:
         self._numbers = itertools.count(1)
         self._changed = threading.Condition()
         self._closed = False
-        self._worker = threading.Thread(target=self._work, name="studio-jobs", daemon=True)
-        self._worker.start()
+        self._worker: threading.Thread | None = None  # started by the first job
 
     def submit(self, session_id: str, label: str, run: Callable[[], str]) -> Job:
         with self._changed:
@@ -52,6 +51,9 @@ class JobQueue:
                                   f"person: wait for one to start, or cancel one.")
             job = Job(next(self._numbers), session_id, label, run)
             self._jobs.append(job)
+            if self._worker is None:
+                self._worker = threading.Thread(target=self._work, name="studio-jobs", daemon=True)
+                self._worker.start()
             self._changed.notify_all()
             return job
 

@@ -206,7 +206,7 @@ def build_animate_panel(model) -> AnimatePanel:
                     label="Motion examples, each with the γm of its motion")
     with gr.Row():
         shortest, longest, step = model.duration_range
-        duration = gr.Slider(shortest, longest, value=model.default_duration, step=step, label="Duration (seconds)",
+        duration = gr.Slider(shortest, longest, value=model.default_duration, step=step, label="Duration (s)",
                              elem_id="animate-duration", info=duration_info(model))
         steps = gr.Slider(1, limits["max_steps"], value=model.default_steps, step=1, label="Steps",
                           elem_id="animate-steps")
@@ -254,6 +254,7 @@ def build_video_panel(slot_count: int) -> VideoPanel:
 
 @dataclass
 class QueuePanel:
+    accordion: gr.Accordion  # closed until a job is added
     table: gr.Dataframe
     number: gr.Number
     cancel: gr.Button
@@ -262,13 +263,13 @@ class QueuePanel:
 
 
 def build_queue_panel() -> QueuePanel:
-    with gr.Accordion("Queue: jobs added with “Add to queue” run one after another", open=True):
+    with gr.Accordion("Queue: jobs added with “Add to queue” run one after another", open=False) as accordion:
         table = gr.Dataframe(headers=list(QUEUE_COLUMNS), datatype=["number", "str", "str", "str"],
                              interactive=False, elem_id="queue", label="Your jobs")
         with gr.Row():
-            number = gr.Number(None, precision=0, label="Job #", minimum=1, elem_id="queue-number", scale=1)
+            number = gr.Number(None, precision=0, label="Job #", elem_id="queue-number", scale=1)
             cancel = gr.Button("Cancel that waiting job", elem_id="queue-cancel", scale=1)
-    return QueuePanel(table, number, cancel, gr.Timer(QUEUE_POLL_S), gr.State(0))
+    return QueuePanel(accordion, table, number, cancel, gr.Timer(QUEUE_POLL_S), gr.State(0))
 
 
 def build_history_panel(selected: gr.State) -> HistoryPanel:

@@ -340,7 +340,7 @@ class Handlers:
 
         job = self.jobs.submit(session.id, f"prior “{r.prompt}” ×{len(r.seeds)}", run)
         gr.Info(f"Job #{job.number} added to the queue.")
-        return session.id, self.queue_table(session.id)
+        return session.id, self.queue_table(session.id), gr.Accordion(open=True)
 
     @user_errors
     def queue_animate(self, sid, motion_prompts, motion_factor, appearance_factor, duration, steps, guidance, seed,
@@ -363,7 +363,7 @@ class Handlers:
         label = f"animate “{r.prompts[0]}”{more} · γm {r.motion_factor:g} · γa {r.appearance_factor:g}"
         job = self.jobs.submit(session.id, label, run)
         gr.Info(f"Job #{job.number} added to the queue.")
-        return session.id, self.queue_table(session.id)
+        return session.id, self.queue_table(session.id), gr.Accordion(open=True)
 
     def queue_table(self, sid) -> list[list]:
         return [[job.number, job.label, job.state, job.note] for job in self.jobs.of_session(sid)]
@@ -536,8 +536,10 @@ def wire_events(demo: gr.Blocks, on: Handlers, state: SessionState, prior: Prior
                               [videos.slots[0][1], videos.preview_shown], **QUICK_EVENT)
 
     # The queue: a job checked and added now, run by the queue's worker when its turn comes; each page shows its own.
-    prior.queue.click(on.queue_prior, [sid, *step1_inputs], [sid, queue.table], preprocess=False, **UI_EVENT)
-    step2.queue.click(on.queue_animate, [sid, *step2_inputs], [sid, queue.table], preprocess=False, **UI_EVENT)
+    prior.queue.click(on.queue_prior, [sid, *step1_inputs], [sid, queue.table, queue.accordion], preprocess=False,
+                      **UI_EVENT)
+    step2.queue.click(on.queue_animate, [sid, *step2_inputs], [sid, queue.table, queue.accordion], preprocess=False,
+                      **UI_EVENT)
     queue.cancel.click(on.cancel_job, [sid, queue.number], [queue.table], **UI_EVENT)
     queue.timer.tick(on.show_queue, [sid, queue.finished],
                      [queue.table, queue.finished, *videos.outputs, history.gallery, prior.gallery, step2.current],

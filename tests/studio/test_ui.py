@@ -295,9 +295,10 @@ def test_queued_jobs_run_one_after_another_and_a_waiting_one_can_be_cancelled(mo
     sid, *_ = handlers.generate_prior(None, "a red kite", "", 7, False, 2, 1.5, 1, "")
     first_prior = store.get(sid).current_prior
     with model._lock:  # the GPU is busy: the jobs wait in line
-        _, table = handlers.queue_animate(sid, "it flies left", 40, 0.3, 0.25, 2, 2.5, 9, False)
-        _, table = handlers.queue_prior(sid, "a blue kite", "", 3, False, 2, 1.5, 2)
-        _, table = handlers.queue_animate(sid, "it dives\nit loops", 40, 0.3, 0.25, 2, 2.5, 9, False)
+        _, table, _ = handlers.queue_animate(sid, "it flies left", 40, 0.3, 0.25, 2, 2.5, 9, False)
+        _, table, _ = handlers.queue_prior(sid, "a blue kite", "", 3, False, 2, 1.5, 2)
+        _, table, shown = handlers.queue_animate(sid, "it dives\nit loops", 40, 0.3, 0.25, 2, 2.5, 9, False)
+        assert shown.open  # the queue's panel opens to show the job
         numbers = [row[0] for row in table]
         assert [row[1:3] for row in table] == [
             ["animate “it flies left” · γm 40 · γa 0.3", "running"], ["prior “a blue kite” ×2", "waiting"],
