@@ -309,23 +309,26 @@ def test_jobs_line_up_in_the_queue_and_land_in_the_history(browser, model, serve
         page.click("#prior-generate")
         page.wait_for_function("document.querySelectorAll('#prior-gallery img').length == 1", timeout=60_000)
 
-        for prompt, steps in (("the star spins slowly", 200), ("the star falls", 2), ("the star hides", 2)):
-            page.locator("#motion-prompts textarea").fill(prompt)
+        # The first is long enough (2 videos, 150 steps) to be running while the others are added and cancelled.
+        for prompt, steps in (("the star spins slowly", 150), ("the star falls", 2), ("the star hides", 2)):
+            page.locator("#motion-prompts textarea").fill("\n".join([prompt] * (2 if steps == 150 else 1)))
             set_number(page, "animate-steps", steps)
             page.click("#animate-queue")
-            page.wait_for_function(f"document.querySelector('#queue').innerText.includes('{prompt}')",
+            page.wait_for_function(f"(document.querySelector('#queue') || {{innerText: ''}}).innerText"
+                                   f".includes('{prompt}')",
                                    timeout=30_000)
         rows = queue_rows(page)
-        assert [row[1:3] for row in rows] == [["animate “the star spins slowly” · γm 50 · γa 1", "running"],
+        assert [row[1:3] for row in rows] == [["animate “the star spins slowly” +1 · γm 50 · γa 1", "running"],
                                               ["animate “the star falls” · γm 50 · γa 1", "waiting"],
                                               ["animate “the star hides” · γm 50 · γa 1", "waiting"]]
         last = int(rows[2][0])
         set_number(page, "queue-number", last)
         page.click("#queue-cancel")
-        page.wait_for_function("document.querySelector('#queue').innerText.includes('cancelled')", timeout=30_000)
+        page.wait_for_function("(document.querySelector('#queue') || {innerText: ''}).innerText.includes('cancelled')",
+                               timeout=30_000)
         page.wait_for_function("document.querySelector('#videos').innerText.includes('the star falls')",
                                timeout=120_000)
-        page.wait_for_function("document.querySelectorAll('#history img').length == 3", timeout=30_000)
+        page.wait_for_function("document.querySelectorAll('#history img').length == 4", timeout=30_000)  # 1 + 2 + 1
         page.mouse.move(0, 0)
         page.screenshot(path=str(ARTIFACTS / "queue.png"), full_page=True)
         assert [row[2] for row in queue_rows(page)] == ["done", "done", "cancelled"]
