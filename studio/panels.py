@@ -89,6 +89,7 @@ class VideoPanel:
     batch_settings: gr.JSON
     preview_timer: gr.Timer
     preview_shown: gr.State  # the path of the preview this page shows last
+    text_to_video: gr.Button  # hidden: the /text_to_video endpoint's trigger
 
     @property
     def outputs(self) -> list:
@@ -249,7 +250,8 @@ def build_video_panel(slot_count: int) -> VideoPanel:
     with gr.Accordion("Files and settings of the last batch", open=False):
         batch_files = gr.File(label="Files", file_count="multiple", interactive=False)
         batch_settings = gr.JSON(label="Settings")
-    return VideoPanel(slots, batch_files, batch_settings, gr.Timer(PREVIEW_POLL_S), gr.State(None))
+    return VideoPanel(slots, batch_files, batch_settings, gr.Timer(PREVIEW_POLL_S), gr.State(None),
+                      gr.Button(visible=False))
 
 
 @dataclass

@@ -325,6 +325,30 @@ class Handlers:
         path, step, total = preview
         return gr.Video(value=path, label=f"Preview · step {step} of {total} (colours approximate)"), path
 
+    @user_errors
+    def text_to_video(self, prompt, motion_prompts, motion_factor, appearance_factor, duration, steps, guidance, seed):
+        """Both steps in one call, for scripts and AI agents (MCP) that keep no session between calls: a spatial
+        prior for `prompt`, animated by each motion prompt. Returns the videos' MP4, GIF and settings files.
+
+        Args:
+            prompt: what the picture shows (step 1).
+            motion_prompts: the motions, one per line, up to 4; empty: the prompt itself.
+            motion_factor: how much consecutive frames differ (γm), in the model's range.
+            appearance_factor: how much the look changes from the first to the last frame (γa), 0 to 1.
+            duration: the video's length in seconds.
+            steps: denoising steps of each step.
+            guidance: classifier-free guidance of each step.
+            seed: the noise of both steps.
+        """
+        session = self.store.ensure(None)  # of its own: nothing carries over to another call
+        num_frames = self.model.frames_for_duration(duration)
+        self.model.check_prior_request(prompt, "", seed, False, steps, guidance, 1)
+        with self.job(session):
+            self.model.generate_prior(session, prompt, "", seed, False, steps, guidance, 1)
+            result = self.model.animate(session, motion_prompts, motion_factor, appearance_factor, num_frames, steps,
+                                        guidance, seed, False)
+        return [path for video in result.videos for path in video.files]
+
     # --- The queue ---------------------------------------------------------------------------------------------
     @user_errors
     def queue_prior(self, sid, prompt, negative_prompt, seed, randomize_seed, steps, guidance, candidates):
@@ -534,6 +558,13 @@ def wire_events(demo: gr.Blocks, on: Handlers, state: SessionState, prior: Prior
     # The live preview: the running animation writes one every few steps; each page shows the newest in slot 0.
     videos.preview_timer.tick(on.show_preview, [sid, videos.preview_shown],
                               [videos.slots[0][1], videos.preview_shown], **QUICK_EVENT)
+
+    # Both steps in one call, for API clients and MCP agents (whose calls share no session): the page's own inputs,
+    # no state; the page never triggers it (its button is hidden).
+    videos.text_to_video.click(on.text_to_video, [prior.prompt, step2.motion_prompts, step2.motion_factor,
+                                                  step2.appearance_factor, step2.duration, step2.steps, step2.guidance,
+                                                  step2.seed], [videos.batch_files], api_name="text_to_video",
+                               preprocess=False, **GPU_EVENT)
 
     # The queue: a job checked and added now, run by the queue's worker when its turn comes; each page shows its own.
     prior.queue.click(on.queue_prior, [sid, *step1_inputs], [sid, queue.table, queue.accordion], preprocess=False,

@@ -73,5 +73,19 @@ def test_the_endpoints_are_mcp_tools(app):
 
     tools = {tool["name"]: tool for tool in httpx.get(app.url + "gradio_api/mcp/schema").json()}
     # Exactly the named endpoints: no private event of the page (checks, previews, model loading) is a tool.
-    assert set(tools) == {"generate_prior", "choose_candidate", "use_image", "run_animate", "request_stop"}
+    assert set(tools) == {"generate_prior", "choose_candidate", "use_image", "run_animate", "request_stop",
+                          "text_to_video"}
+    assert "gr.State" not in str(tools["text_to_video"]) and "sid" not in tools["text_to_video"]["inputSchema"]["properties"]
     assert tools["choose_candidate"]["inputSchema"]["properties"]["index"]["description"].startswith("the candidate")
+
+
+def test_both_steps_in_one_call_need_no_session(app):
+    # What an MCP agent calls: its calls share no session, so a prior from one call could not be animated by the next.
+    files = Client(app.url, verbose=False).predict("a red ball", "it rolls\nit bounces", 60, 0.5, 0.25, 2, 1.0, 4,
+                                                   api_name="/text_to_video")
+    mp4s = [f for f in files if f.endswith(".mp4")]
+    assert len(mp4s) == 2 and video_io.read_mp4_frames(mp4s[0]).shape[0] == 2
+    settings = video_io.read_mp4_metadata(mp4s[1])
+    assert (settings["motion_prompt"], settings["seed"], settings["prior"]["prompt"]) == ("it bounces", 4, "a red ball")
+    with pytest.raises(Exception, match="Enter a prompt"):
+        Client(app.url, verbose=False).predict("", "", 60, 0.5, 0.25, 2, 1.0, 4, api_name="/text_to_video")
