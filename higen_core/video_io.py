@@ -150,14 +150,16 @@ def upscale_frames(frames, factor: int) -> np.ndarray:
     return _filtered(frames, 8, f"scale={width * factor}:{height * factor}:flags=lanczos+accurate_rnd+full_chroma_int")
 
 
-def export_mp4(frames, path, fps: float = 8, metadata: dict | None = None, crf: int = MP4_CRF) -> str:
+def export_mp4(frames, path, fps: float = 8, metadata: dict | None = None, crf: int = MP4_CRF,
+               preset: str = MP4_PRESET) -> str:
     """Write `frames` (see `to_uint8_frames`) as an H.264 MP4 at `path` and return the path.
 
     The stream is yuv420p, tagged BT.709, with the index up front ("faststart"): what every browser plays, and
     streams before it has fully downloaded. yuv420p needs an even width and height, so an odd size is padded by
     repeating the last row or column (the file is then one pixel larger). `metadata`, a JSON-serialisable dict such as
     the generation settings, is stored as JSON in the container's "comment" tag; `read_mp4_metadata` returns it.
-    `crf`: x264's constant quality, 0 (lossless) to 51; lower is better and larger.
+    `crf`: x264's constant quality, 0 (lossless) to 51; lower is better and larger. `preset`: x264's speed, from
+    "ultrafast" to "veryslow" (slower: a smaller file at the same quality).
     """
     _check_fps(fps)
     if isinstance(crf, bool) or not isinstance(crf, int) or not 0 <= crf <= 51:
@@ -177,7 +179,7 @@ def export_mp4(frames, path, fps: float = 8, metadata: dict | None = None, crf: 
                 container.metadata["comment"] = comment
             stream = container.add_stream("libx264", rate=rate)
             stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
-            stream.options = {"crf": str(crf), "preset": MP4_PRESET}
+            stream.options = {"crf": str(crf), "preset": preset}
             # Tag the stream BT.709 and convert with the same matrix below: untagged streams leave players guessing
             # between BT.601 and BT.709, which shifts the colours.
             codec = stream.codec_context

@@ -19,7 +19,7 @@ import sys
 import threading
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -239,7 +239,9 @@ def latent_rgb_projection(latents: torch.Tensor, image: PIL.Image.Image) -> tupl
 class PreviewWriter:
     """Writes what an animation is becoming, as a small MP4 in `folder` ("preview-<step>-of-<steps>.mp4", the older
     ones removed): the first video's clean prediction through the prior's linear latent-to-RGB map, enlarged
-    `scale` times. Plain values only, so that it crosses into a ZeroGPU worker."""
+    `scale` times. The encoding runs on a thread of its own while denoising goes on; a preview due while the last
+    one is still being written is skipped, so the job never waits for one. Plain values only, so that it crosses
+    into a ZeroGPU worker."""
 
     folder: Path
     weight: torch.Tensor  # (3, C)
@@ -247,16 +249,33 @@ class PreviewWriter:
     total: int
     fps: float
     scale: int
+    _writing: threading.Thread | None = field(default=None, init=False, repr=False)
 
     def __call__(self, step: int, denoised: torch.Tensor) -> None:
+        if self._writing is not None and self._writing.is_alive():
+            return
         rgb = torch.einsum("cfhw,rc->fhwr", denoised[0].float().cpu(), self.weight) + self.bias  # (F, h, w, 3)
-        frames = ((rgb.clamp(-1, 1) + 1) / 2).repeat_interleave(self.scale, 1).repeat_interleave(self.scale, 2)
+        frames = ((rgb.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+        frames = frames.repeat_interleave(self.scale, 1).repeat_interleave(self.scale, 2).numpy()
+        self._writing = threading.Thread(target=self._write, args=(step, frames), daemon=True)
+        self._writing.start()
+
+    def _write(self, step: int, frames: np.ndarray) -> None:
         self.folder.mkdir(exist_ok=True)
         path = self.folder / f"preview-{step:04d}-of-{self.total:04d}.mp4"
-        video_io.export_mp4(frames.numpy(), path, fps=self.fps)
+        # x264's fastest preset at a modest quality: a preview is seen once.
+        video_io.export_mp4(frames, path, fps=self.fps, crf=28, preset="ultrafast")
         for old in self.folder.glob("preview-*.mp4"):
             if old != path:
                 old.unlink(missing_ok=True)
+
+    def close(self) -> None:
+        """Wait for the preview being written, if any: called where the job ends, before its folder goes."""
+        if self._writing is not None:
+            self._writing.join()
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_writing": None}  # a thread does not cross into another process
 
 
 def _now() -> str:
@@ -516,12 +535,16 @@ class StudioModel:
                     output_type="np", callback_on_step_end_tensor_inputs=["denoised"],
                     callback_on_step_end=self._step_callback(stop, progress, steps, "Animating", seen, preview))
             except _Stopped:
+                if preview is not None:
+                    preview.close()
                 if "denoised" not in seen:
                     raise
                 # Stop keeps what was made: the clean video as the last finished step predicts it.
                 frames = self.pipe.video_processor.postprocess_video(
                     self.pipe.decode_latents(seen["denoised"]), output_type="np")
                 raise _Stopped((frames, seen["steps_done"])) from None
+            if preview is not None:
+                preview.close()
             return out.frames
 
         return self._outcome(compute)
@@ -720,6 +743,7 @@ class StudioModel:
             videos, steps_done = stopped.partial
             partial = {"steps_done": steps_done, "num_inference_steps": steps}
         finally:
+            preview.close()
             shutil.rmtree(preview.folder, ignore_errors=True)
 
         records = []

@@ -150,13 +150,28 @@ def test_an_animation_shows_a_live_preview_while_it_runs(model, session):
         seen.append(session.latest_preview())
 
     model.animate(session, "it rolls", 50, 1.0, 3, steps=10, guidance=1.0, seed=1, progress=look)
-    # Every 2 of 10 steps, but not after the last: the video itself follows. Each is a real MP4 of the clip's frames,
-    # enlarged to a visible size; the folder is gone when the job ends.
-    written = [entry[1:] for entry in seen if entry is not None]
-    assert sorted(set(written)) == [(2, 10), (4, 10), (6, 10), (8, 10)]
-    path = seen[-2][0]  # progress is reported before the step's preview is written
-    assert not Path(path).exists()
-    assert not session.preview_folder.exists()
+    # Every 2 of 10 steps, but not after the last: the video itself follows. Each is an MP4 of the clip's frames,
+    # enlarged to a visible size, written beside the denoising (one due while another is written is skipped); the
+    # folder is gone when the job ends.
+    written = [entry for entry in seen if entry is not None]
+    assert written and {entry[1:] for entry in written} <= {(2, 10), (4, 10), (6, 10), (8, 10)}
+    assert not Path(written[-1][0]).exists() and not session.preview_folder.exists()
+
+
+def test_a_preview_is_the_prediction_through_the_map_enlarged(tmp_path):
+    from studio.model import PreviewWriter
+
+    writer = PreviewWriter(tmp_path / "preview", torch.eye(3, 4), torch.zeros(3), total=10, fps=8.0, scale=4)
+    denoised = torch.zeros(1, 4, 3, 2, 2)
+    denoised[0, 0, :, 0, 0] = 1.0  # the top-left latent pixel of every frame: red through the map
+    writer(2, denoised)
+    writer.close()
+    frames = video_io.read_mp4_frames(tmp_path / "preview" / "preview-0002-of-0010.mp4")
+    assert frames.shape == (3, 8, 8, 3)  # 2x2 latents, 4 times larger
+    assert frames[0, 1, 1, 0] > 200 and frames[0, 6, 6, 0] < 160
+    writer(4, denoised * 0)
+    writer.close()
+    assert [p.name for p in (tmp_path / "preview").iterdir()] == ["preview-0004-of-0010.mp4"]  # the older one goes
 
 
 def test_the_preview_map_is_the_least_squares_fit_of_a_prior_to_its_picture():
