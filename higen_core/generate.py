@@ -17,7 +17,6 @@ and exit code 2, before any file is written.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 import tempfile

@@ -2,6 +2,7 @@
 """HiGen Studio: a Gradio app over HiGenPipeline.
 
     studio.model.StudioModel    the model object: wraps a pipeline, runs the jobs (all torch lives there)
+    studio.preview              a running animation's live preview (torch too; only studio.model uses it)
     studio.sessions             per-browser state: output folders, priors, history, the stop flag
     studio.ui.create_demo       the Blocks app; it takes a StudioModel and imports no torch
     studio.panels               the app's panels, one builder each

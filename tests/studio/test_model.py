@@ -159,7 +159,7 @@ def test_an_animation_shows_a_live_preview_while_it_runs(model, session):
 
 
 def test_a_preview_is_the_prediction_through_the_map_enlarged(tmp_path):
-    from studio.model import PreviewWriter
+    from studio.preview import PreviewWriter
 
     writer = PreviewWriter(tmp_path / "preview", torch.eye(3, 4), torch.zeros(3), total=10, fps=8.0, scale=4)
     denoised = torch.zeros(1, 4, 3, 2, 2)
@@ -175,7 +175,7 @@ def test_a_preview_is_the_prediction_through_the_map_enlarged(tmp_path):
 
 
 def test_the_preview_map_is_the_least_squares_fit_of_a_prior_to_its_picture():
-    from studio.model import latent_rgb_projection
+    from studio.preview import latent_rgb_projection
 
     generator = torch.Generator().manual_seed(0)
     latents = torch.randn(1, 4, 6, 5, generator=generator) * 0.3

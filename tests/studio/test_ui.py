@@ -299,6 +299,10 @@ def test_queued_jobs_run_one_after_another_and_a_waiting_one_can_be_cancelled(mo
         _, table, _ = handlers.queue_prior(sid, "a blue kite", "", 3, False, 2, 1.5, 2)
         _, table, shown = handlers.queue_animate(sid, "it dives\nit loops", 40, 0.3, 0.25, 2, 2.5, 9, False)
         assert shown.open  # the queue's panel opens to show the job
+        deadline = time.time() + 10
+        while handlers.queue_table(sid)[0][2] == "waiting" and time.time() < deadline:
+            time.sleep(0.01)  # the worker takes the first job (and waits for the GPU)
+        table = handlers.queue_table(sid)
         numbers = [row[0] for row in table]
         assert [row[1:3] for row in table] == [
             ["animate “it flies left” · γm 40 · γa 0.3", "running"], ["prior “a blue kite” ×2", "waiting"],
