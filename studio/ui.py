@@ -172,14 +172,21 @@ class Handlers:
         self.check_queue()
         self.store.ensure(sid).busy = True
 
+    def animate_request(self, session: Session, motion_prompts, motion_factor, appearance_factor, duration, steps,
+                        guidance, seed, randomize_seed, interpolation, upscale, quality):
+        """Step 2's values as the page gives them (a duration in seconds, the Output panel's), checked: the model's
+        AnimateRequest, with its seed picked."""
+        self.model.check_output_request(interpolation, upscale, quality)
+        return self.model.check_animate_request(session, motion_prompts, motion_factor, appearance_factor,
+                                                self.model.frames_for_duration(duration), steps, guidance, seed,
+                                                randomize_seed)
+
     @user_errors
     def check_animate(self, sid, motion_prompts, motion_factor, appearance_factor, duration, steps, guidance,
                       seed, randomize_seed, interpolation=1, upscale=1, quality=None):
         session = self.store.ensure(sid)
-        self.model.check_output_request(interpolation, upscale, quality)
-        self.model.check_animate_request(session, motion_prompts, motion_factor, appearance_factor,
-                                         self.model.frames_for_duration(duration), steps, guidance, seed,
-                                         randomize_seed)
+        self.animate_request(session, motion_prompts, motion_factor, appearance_factor, duration, steps, guidance,
+                             seed, randomize_seed, interpolation, upscale, quality)
         self.check_queue()
         session.busy = True
 
@@ -298,14 +305,12 @@ class Handlers:
         """Step 2 (`duration` in seconds, as many frames as play that long at the model's fps), and the videos'
         post-processing: `interpolation` and `upscale` factors (1 to 4), x264 CRF `quality` (None: the default)."""
         session = self.store.ensure(sid)
-        num_frames = self.model.frames_for_duration(duration)
-        self.model.check_output_request(interpolation, upscale, quality)
         with self.job(session):
-            request = self.model.check_animate_request(session, motion_prompts, motion_factor, appearance_factor,
-                                                       num_frames, steps, guidance, seed, randomize_seed)
-            self.warn_unknown_words(*request.prompts)
-            result = self.model.animate(session, motion_prompts, motion_factor, appearance_factor, num_frames,
-                                        steps, guidance, seed, randomize_seed, progress=progress,
+            r = self.animate_request(session, motion_prompts, motion_factor, appearance_factor, duration, steps,
+                                     guidance, seed, randomize_seed, interpolation, upscale, quality)
+            self.warn_unknown_words(*r.prompts)
+            result = self.model.animate(session, r.prompts, r.motion_factor, r.appearance_factor, r.num_frames,
+                                        r.steps, r.guidance, r.seed, False, progress=progress,
                                         interpolation=interpolation, upscale=upscale, quality=quality)
         files = [path for video in result.videos for path in video.files]
         return session.id, files, [video.settings for video in result.videos], result.seed
@@ -371,10 +376,8 @@ class Handlers:
                       randomize_seed, interpolation=1, upscale=1, quality=None):
         """Step 2 as a queued job, on the prior current now (later clicks on other priors do not change it)."""
         session = self.store.ensure(sid)
-        num_frames = self.model.frames_for_duration(duration)
-        self.model.check_output_request(interpolation, upscale, quality)
-        r = self.model.check_animate_request(session, motion_prompts, motion_factor, appearance_factor, num_frames,
-                                             steps, guidance, seed, randomize_seed)
+        r = self.animate_request(session, motion_prompts, motion_factor, appearance_factor, duration, steps, guidance,
+                                 seed, randomize_seed, interpolation, upscale, quality)
 
         def run() -> str:
             with self.job(session):
@@ -389,8 +392,9 @@ class Handlers:
         gr.Info(f"Job #{job.number} added to the queue.")
         return session.id, self.queue_table(session.id), gr.Accordion(open=True)
 
-    def queue_table(self, sid) -> list[list]:
-        return [[job.number, job.label, job.state, job.note] for job in self.jobs.of_session(sid)]
+    def queue_table(self, sid, jobs=None) -> list[list]:
+        """The rows the page shows of this session's jobs (`jobs`: already read)."""
+        return [[job.number, job.label, job.state, job.note] for job in (jobs or self.jobs.of_session(sid))]
 
     @user_errors
     def cancel_job(self, sid, number):
@@ -408,7 +412,7 @@ class Handlers:
             return [gr.skip()] * (2 + 3 * self.slot_count + 3)
         jobs = self.jobs.of_session(sid)
         finished = sum(job.state in ("done", "stopped", "failed") for job in jobs)
-        table = [[job.number, job.label, job.state, job.note] for job in jobs]
+        table = self.queue_table(sid, jobs)
         if finished == finished_before:
             return [table, gr.skip(), *[gr.skip()] * (3 * self.slot_count + 3)]
         return [table, finished, *self.slot_updates(session.last_videos), history_gallery(session),
