@@ -1,9 +1,9 @@
 # Copyright 2026 The HiGen Studio authors. Licensed under the Apache License, Version 2.0.
 """The studio's model object: a HiGenPipeline and the handlers the UI calls, as plain methods.
 
-All torch code of the studio is here and in studio.preview (the live preview of an animation). A handler takes a `Session` (studio.sessions) and plain values, writes its
-files into the session's folder and returns records; it raises `StudioError` with a message for the person at the
-keyboard, and `JobStopped` when that person pressed Stop.
+All torch code of the studio is here and in studio.preview (the live preview of an animation). A handler takes a
+`Session` (studio.sessions) and plain values, writes its files into the session's folder and returns records; it
+raises `StudioError` with a message for the person at the keyboard, and `JobStopped` when that person pressed Stop.
 
 GPU work runs in "jobs" that take and return only picklable values: on a ZeroGPU Space they are wrapped with
 `spaces.GPU` and run in a forked worker process.

@@ -121,8 +121,8 @@ def unknown_words_message(words: list[str]) -> str | None:
 
 def restored_inputs(session: Session) -> tuple[list, list]:
     """Step 1's (prompt, negative prompt, seed, candidates, steps, guidance) from the session's newest batch of
-    priors and step 2's (motion prompts, γm, γa, duration, steps, guidance, seed) from its last videos; gr.skip() for a
-    step the session has not used yet."""
+    priors and step 2's (motion prompts, γm, γa, duration, steps, guidance, seed) from its last videos; gr.skip()
+    for a step the session has not used yet."""
     # A batch's first candidate carries the seed the batch was asked for (candidate k used seed + k).
     made = [p for p in session.priors.values() if p.settings.get("source") == "generated"
             and p.settings.get("candidate") == 0]

@@ -64,7 +64,8 @@ def higen_conditions(latents: torch.Tensor, appearance_rows: torch.Tensor | None
 
     Images (F = 1) are spatial reasoning, conditioned as at inference: no prior, motion 0, an appearance row of
     ones. Videos are temporal reasoning: the middle frame's latent is the spatial prior, the motion factors are
-    measured on the clip's latents (F-1 per clip, by `motion_factor_measure`, the model's) and the appearance rows come from the frozen image model.
+    measured on the clip's latents (F-1 per clip, by `motion_factor_measure`, the model's) and the appearance rows
+    come from the frozen image model.
     `prior=False` is the ablation without structure-level decoupling: no prior."""
     batch, _, frames = latents.shape[:3]
     if frames == 1:

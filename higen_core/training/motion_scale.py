@@ -72,7 +72,8 @@ def format_report(report: dict) -> str:
     frames, height, width, fps = report["size"]
     lines = [f"{report['clips']} clips of {frames} frames, {width}x{height} at {fps:g} fps; the model measures "
              f"{model['motion_factor_measure']} and was trained on γm {low:g}-{high:g}.",
-             f"{'measure':20s} {'frame pairs p10/p50/p90':>28s} {'clip means p10/p50/p90':>28s} {'clips in range':>15s}"]
+             f"{'measure':20s} {'frame pairs p10/p50/p90':>28s} {'clip means p10/p50/p90':>28s} "
+             f"{'clips in range':>15s}"]
     for measure, row in report["measures"].items():
         mark = "  <- the model's" if measure == model["motion_factor_measure"] else ""
         pairs, clips = ("/".join(f"{v:g}" for v in row[key]) for key in ("pairs", "clips"))

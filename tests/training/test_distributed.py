@@ -28,8 +28,9 @@ def train_in_two_processes(out: Path, processes: int = 2, **fields) -> subproces
               "progress_bar": "false", "lr_warmup_steps": 0, "dataloader_num_workers": 0,
               "video_data": TINY_DATA / "videos.jsonl", "image_data": TINY_DATA / "images.jsonl", **fields}
     argv = ["--config", str(TINY)] + [item for k, v in values.items() for item in (f"--{k}", str(v))]
-    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(processes),
-                          "-m", "higen_core.train", *argv], cwd=REPO, capture_output=True, text=True, timeout=300,
+    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
+                          str(processes), "-m", "higen_core.train", *argv], cwd=REPO, capture_output=True, text=True,
+                         timeout=300,
                          env={**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"})
     assert run.returncode == 0, run.stderr[-3000:]
     assert f"{processes} process(es)" in run.stderr
