@@ -34,13 +34,13 @@ class Job:
 
 
 class JobQueue:
-    """One worker thread; `submit` adds a job, `cancel` drops one that waits, `of_session` lists a session's."""
+    """One worker thread (a daemon, started by the first job); `submit` adds a job, `cancel` drops one that waits,
+    `of_session` lists a session's."""
 
     def __init__(self):
         self._jobs: list[Job] = []
         self._numbers = itertools.count(1)
         self._changed = threading.Condition()
-        self._closed = False
         self._worker: threading.Thread | None = None  # started by the first job
 
     def submit(self, session_id: str, label: str, run: Callable[[], str]) -> Job:
@@ -73,31 +73,19 @@ class JobQueue:
         with self._changed:
             return [j for j in self._jobs if j.session_id == session_id]
 
-    def forget(self, session_id: str) -> None:
-        """A session that ends takes its jobs with it: waiting ones never run."""
+    def _next(self) -> Job:
+        """The oldest waiting job, marked running; waits for one."""
         with self._changed:
-            for job in self._jobs:
-                if job.session_id == session_id and job.state == "waiting":
-                    job.state = "cancelled"
-            self._jobs = [j for j in self._jobs if j.session_id != session_id or j.state == "running"]
-
-    def close(self) -> None:
-        with self._changed:
-            self._closed = True
-            self._changed.notify_all()
-
-    def _next(self) -> Job | None:
-        with self._changed:
-            while not self._closed:
+            while True:
                 job = next((j for j in self._jobs if j.state == "waiting"), None)
                 if job is not None:
                     job.state = "running"
                     return job
                 self._changed.wait()
-            return None
 
     def _work(self) -> None:
-        while (job := self._next()) is not None:
+        while True:
+            job = self._next()
             try:
                 note, state = job.run(), "done"
             except JobStopped:

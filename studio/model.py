@@ -480,16 +480,15 @@ class StudioModel:
                     output_type="np", callback_on_step_end_tensor_inputs=["denoised"],
                     callback_on_step_end=self._step_callback(stop, progress, steps, "Animating", seen, preview))
             except _Stopped:
-                if preview is not None:
-                    preview.close()
                 if "denoised" not in seen:
                     raise
                 # Stop keeps what was made: the clean video as the last finished step predicts it.
                 frames = self.pipe.video_processor.postprocess_video(
                     self.pipe.decode_latents(seen["denoised"]), output_type="np")
                 raise _Stopped((frames, seen["steps_done"])) from None
-            if preview is not None:
-                preview.close()
+            finally:
+                if preview is not None:
+                    preview.close()  # in the process that wrote it (a ZeroGPU worker's is not this one)
             return out.frames
 
         return self._outcome(compute)
@@ -688,7 +687,6 @@ class StudioModel:
             videos, steps_done = stopped.partial
             partial = {"steps_done": steps_done, "num_inference_steps": steps}
         finally:
-            preview.close()
             shutil.rmtree(preview.folder, ignore_errors=True)
 
         records = []

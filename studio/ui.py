@@ -149,10 +149,10 @@ class Handlers:
     `examples_session_id`: the session that makes the cached examples' priors (on a Space), else None."""
 
     def __init__(self, model, store: SessionStore, demo: gr.Blocks, queue_size: int | None,
-                 examples_session_id: str | None = None, jobs: JobQueue | None = None):
+                 examples_session_id: str | None = None):
         self.model = model
         self.store = store
-        self.jobs = jobs or JobQueue()
+        self.jobs = JobQueue()
         self.demo = demo
         self.queue_size = queue_size
         self.slot_count = model.limits["max_motion_prompts"]
@@ -315,10 +315,13 @@ class Handlers:
         files = [path for video in result.videos for path in video.files]
         return session.id, files, [video.settings for video in result.videos], result.seed
 
+    def videos_and_history(self, session: Session) -> list:
+        """The session's last videos in their slots, and its history."""
+        return [*self.slot_updates(session.last_videos), history_gallery(session)]
+
     @user_errors
     def show_videos(self, sid):
-        session = self.store.ensure(sid)
-        return [*self.slot_updates(session.last_videos), history_gallery(session)]
+        return self.videos_and_history(self.store.ensure(sid))
 
     @user_errors
     def show_preview(self, sid, shown):
@@ -367,9 +370,7 @@ class Handlers:
                                                   r.guidance, len(r.seeds))
             return f"{len(batch.priors)} candidate(s), seed {batch.seed}"
 
-        job = self.jobs.submit(session.id, f"prior “{r.prompt}” ×{len(r.seeds)}", run)
-        gr.Info(f"Job #{job.number} added to the queue.")
-        return session.id, self.queue_table(session.id), gr.Accordion(open=True)
+        return self.enqueue(session, f"prior “{r.prompt}” ×{len(r.seeds)}", run)
 
     @user_errors
     def queue_animate(self, sid, motion_prompts, motion_factor, appearance_factor, duration, steps, guidance, seed,
@@ -387,7 +388,11 @@ class Handlers:
             return f"{len(result.videos)} video(s), seed {result.seed}" + (" (partial)" if result.partial else "")
 
         more = f" +{len(r.prompts) - 1}" if len(r.prompts) > 1 else ""
-        label = f"animate “{r.prompts[0]}”{more} · γm {r.motion_factor:g} · γa {r.appearance_factor:g}"
+        return self.enqueue(session, f"animate “{r.prompts[0]}”{more} · γm {r.motion_factor:g} · "
+                                     f"γa {r.appearance_factor:g}", run)
+
+    def enqueue(self, session: Session, label: str, run):
+        """Add a job; the session, its jobs' rows and the queue's panel opened, for the page."""
         job = self.jobs.submit(session.id, label, run)
         gr.Info(f"Job #{job.number} added to the queue.")
         return session.id, self.queue_table(session.id), gr.Accordion(open=True)
@@ -415,8 +420,8 @@ class Handlers:
         table = self.queue_table(sid, jobs)
         if finished == finished_before:
             return [table, gr.skip(), *[gr.skip()] * (3 * self.slot_count + 3)]
-        return [table, finished, *self.slot_updates(session.last_videos), history_gallery(session),
-                candidates_gallery(session), current_prior_image(session)]
+        return [table, finished, *self.videos_and_history(session), candidates_gallery(session),
+                current_prior_image(session)]
 
     @user_errors
     def show_history(self, sid):
@@ -432,7 +437,7 @@ class Handlers:
         deadline = time.monotonic() + STOP_WAIT_S
         while session.running and time.monotonic() < deadline:
             time.sleep(0.05)
-        return [*self.slot_updates(session.last_videos), history_gallery(session)]
+        return self.videos_and_history(session)
 
     @user_errors
     def request_stop(self, sid):
