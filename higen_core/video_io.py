@@ -88,6 +88,11 @@ def _check_fps(fps: float) -> None:
         raise ValueError(f"fps must be a positive number; got {fps!r}.")
 
 
+def _check_factor(factor, name: str) -> None:
+    if factor not in (1, 2, 3, 4):
+        raise ValueError(f"The {name} factor must be 1, 2, 3 or 4; got {factor!r}.")
+
+
 def _filtered(frames: np.ndarray, fps: float, description: str) -> np.ndarray:
     """Run uint8 (F, H, W, 3) frames at `fps` through an ffmpeg filter chain (libavfilter, through PyAV)."""
     graph = av.filter.Graph()
@@ -125,10 +130,9 @@ def interpolate_frames(frames, fps: float, factor: int) -> np.ndarray:
     `fps * factor`, the same duration, smoother. factor 1 returns the frames as they are."""
     _check_fps(fps)
     frames = to_uint8_frames(frames)
+    _check_factor(factor, "interpolation")
     if factor == 1:
         return frames
-    if factor not in (2, 3, 4):
-        raise ValueError(f"The interpolation factor must be 1, 2, 3 or 4; got {factor!r}.")
     # The filter keeps its last input frames for look-ahead; frames held at the end let it reach the last one, and
     # F * factor frames at the new rate last as long as the F did.
     padded = np.concatenate([frames, np.repeat(frames[-1:], 3, axis=0)])
@@ -142,10 +146,9 @@ def upscale_frames(frames, factor: int) -> np.ndarray:
     """(F, H, W, 3) -> (F, H * factor, W * factor, 3) uint8, resampled with ffmpeg's Lanczos filter. factor 1 returns
     the frames as they are."""
     frames = to_uint8_frames(frames)
+    _check_factor(factor, "upscaling")
     if factor == 1:
         return frames
-    if factor not in (2, 3, 4):
-        raise ValueError(f"The upscaling factor must be 1, 2, 3 or 4; got {factor!r}.")
     height, width = frames.shape[1:3]
     return _filtered(frames, 8, f"scale={width * factor}:{height * factor}:flags=lanczos+accurate_rnd+full_chroma_int")
 

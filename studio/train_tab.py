@@ -11,7 +11,6 @@ on which the trainer saves a checkpoint and exits.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import re
@@ -49,7 +48,6 @@ CONSOLE_LOG = "console.log"
 LOG_TAIL_CHARS = 20_000
 # The form of the last run started, kept in the workspace: a reopened page, even of a restarted studio, shows it.
 LAST_RUN_FILE = ".studio-last-run.json"
-RUN_LOCK = "run.lock"  # what the trainer holds while it runs (higen_core.training.lock)
 SAMPLES_SHOWN = 8
 LOSS_COLUMNS = {"step": "int64", "loss": "float64", "kind": "object"}
 
@@ -207,18 +205,10 @@ class TrainingWorkspace:
     @staticmethod
     def lock_holder(output_dir: Path) -> int | None:
         """The pid of the trainer running in `output_dir` now, started by this studio or by another (one that has
-        restarted since), or None. The trainer holds an flock on its run.lock while it runs."""
-        path = output_dir / RUN_LOCK
-        try:
-            with open(path) as f:
-                try:
-                    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    return int(json.loads(path.read_text())["pid"])
-                fcntl.flock(f, fcntl.LOCK_UN)
-        except (OSError, ValueError, KeyError, TypeError):
-            return None
-        return None
+        restarted since), or None: the trainer's own lock says (higen_core.training.lock)."""
+        from higen_core.training.lock import holder_pid  # imports torch, like trainer_fields
+
+        return holder_pid(output_dir)
 
     # ------------------------------------------------------------------------------------------------------------
     # The run

@@ -60,6 +60,26 @@ def _holder(path: Path) -> str:
         return "another run"
 
 
+def holder_pid(output_dir: str | os.PathLike) -> int | None:
+    """The pid of the run holding OUTPUT_DIR's lock now, or None when no run holds it (a file left by a killed run
+    is not locked). For a watcher, such as the studio's Train tab after a restart; it never takes the lock."""
+    path = Path(output_dir) / LOCK_FILE
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        try:
+            return int(json.loads(path.read_text())["pid"])
+        except (OSError, ValueError, KeyError, TypeError):  # being written at this moment
+            return None
+    finally:
+        os.close(fd)  # also drops the probe's own flock, if it got one
+    return None
+
+
 class OutputLock:
     """The exclusive lock of an output folder, held by this process until `release` or its end."""
 

@@ -28,7 +28,7 @@ from higen_core.training.checkpoint import latest_checkpoint, read_state
 from higen_core.training.config import TrainConfig
 from higen_core.training.data import VideoClipDataset, collate_skipping
 from higen_core.training.latents import encode_pixels, encode_text, higen_conditions, sample_latents
-from higen_core.training.lock import LOCK_FILE, OutputLock
+from higen_core.training.lock import LOCK_FILE, OutputLock, holder_pid
 from higen_core.training.models import load_components, tiny_appearance_model
 from higen_core.training.objective import (assign_roles, diffusion_loss, model_inputs, process_kinds,
                                            scale_gradients_by_kind, step_kind)
@@ -316,6 +316,17 @@ def test_a_second_run_into_a_folder_in_use_is_refused_before_anything_loads(tmp_
         holder.release()
     assert not (out / LOCK_FILE).exists()
     OutputLock.take(out).release()  # free again
+
+
+def test_a_watcher_learns_who_holds_a_folder_without_taking_it(tmp_path):
+    out = tmp_path / "run"
+    assert holder_pid(out) is None  # no folder
+    lock = OutputLock.take(out)
+    assert holder_pid(out) == os.getpid() and holder_pid(out) == os.getpid()  # asking twice takes nothing
+    lock.release()
+    assert holder_pid(out) is None
+    (out / LOCK_FILE).write_text('{"pid": 1}')  # left by a run that was killed: not locked
+    assert holder_pid(out) is None
 
 
 def test_a_killed_runs_lock_is_free_even_while_its_forked_children_live(tmp_path):
