@@ -7,7 +7,9 @@ download is not used. Screenshots go to $HIGEN_TEST_ARTIFACTS (default: tests/st
 import os
 import shutil
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -31,6 +33,24 @@ def browser():
         browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         yield browser
         browser.close()
+
+
+@contextmanager
+def own_studio(model, serve, folder: Path, **options):
+    """A studio served for one test, with a session store of its own in `folder`: (url, demo, store). Closed after,
+    and a Train tab's run still going is killed."""
+    from studio.sessions import SessionStore
+
+    store = SessionStore(folder / "sessions")
+    demo = serve(model, store, **options)
+    try:
+        yield SimpleNamespace(url=demo.local_url, demo=demo, store=store)
+    finally:
+        training = options.get("training")
+        if training is not None and training.running():
+            training.process.kill()
+        demo.close()
+        store.close()
 
 
 def set_number(page, elem_id: str, value) -> None:
@@ -146,21 +166,14 @@ def test_both_steps_in_chromium(browser, app, model):
 
 
 def test_a_full_queue_says_so(browser, model, serve, tmp_path):
-    from studio.sessions import SessionStore
-
-    store = SessionStore(tmp_path / "sessions")
-    demo = serve(model, store, queue_size=0)  # every job finds the queue full
-    try:
+    with own_studio(model, serve, tmp_path, queue_size=0) as studio:  # every job finds the queue full
         page = browser.new_page()
-        page.goto(demo.local_url)
+        page.goto(studio.url)
         page.locator("#prior-prompt textarea").fill("a red ball")
         page.click("#prior-generate")
         page.wait_for_selector("text=The studio is busy", timeout=30_000)
-        assert not any(s.priors for s in store._sessions.values())
+        assert not any(s.priors for s in studio.store._sessions.values())
         page.close()
-    finally:
-        demo.close()
-        store.close()
 
 
 TOASTS = "() => Array.from(document.querySelectorAll('.toast-body')).map(t => t.innerText)"
@@ -171,13 +184,9 @@ FIELD_ERRORS = ("() => Array.from(document.querySelectorAll('.error'))"
 def test_the_page_is_calm_and_remembers(browser, model, serve, tmp_path):
     """One clear message for an empty prompt and no error badge on any field; galleries that are not upload boxes;
     Stop that says what it did; a refresh that brings the values back with the history."""
-    from studio.sessions import SessionStore
-
-    store = SessionStore(tmp_path / "sessions")
-    demo = serve(model, store)
-    try:
+    with own_studio(model, serve, tmp_path) as studio:
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.goto(demo.local_url)
+        page.goto(studio.url)
         page.wait_for_selector("#prior-generate")
         assert "Drop Media Here" not in page.inner_text("body")
         assert "middle frame" in page.locator("#prior-note").inner_text()
@@ -224,9 +233,6 @@ def test_the_page_is_calm_and_remembers(browser, model, serve, tmp_path):
         assert page.locator("#animate-duration input[type=number]").input_value() == "0.375"
         assert page.locator("#animate-seed input").input_value() == "5"
         page.close()
-    finally:
-        demo.close()
-        store.close()
 
 
 def test_the_train_tab_shows_samples_and_a_reopened_page_finds_its_run(browser, model, serve, tmp_path):
@@ -234,20 +240,17 @@ def test_the_train_tab_shows_samples_and_a_reopened_page_finds_its_run(browser, 
     ticked, so that Start goes on from the checkpoint."""
     import sys
 
-    from studio.sessions import SessionStore
     from studio.train_tab import TrainingWorkspace
 
-    store = SessionStore(tmp_path / "sessions")
     workspace = TrainingWorkspace(tmp_path / "ws", trainer=[sys.executable, str(Path(__file__).with_name(
         "fake_trainer.py"))])
-    demo = serve(model, store, training=workspace)
 
     def open_tab():
-        page.goto(demo.local_url)
+        page.goto(studio.url)
         page.get_by_role("tab", name="Train").click()
         page.wait_for_selector("#train-start")
 
-    try:
+    with own_studio(model, serve, tmp_path, training=workspace) as studio:
         page = browser.new_page(viewport={"width": 1400, "height": 1400})
         open_tab()
         page.locator("#train-output textarea, #train-output input").first.fill("runs/browser")
@@ -273,11 +276,6 @@ def test_the_train_tab_shows_samples_and_a_reopened_page_finds_its_run(browser, 
         page.wait_for_function("document.querySelector('#train-resume input').checked", timeout=30_000)
         assert "--resume=latest" in page.locator("#train-command").inner_text()
         page.close()
-    finally:
-        if workspace.running():
-            workspace.process.kill()
-        demo.close()
-        store.close()
 
 
 def queue_rows(page) -> list[list[str]]:
@@ -295,13 +293,9 @@ def queue_rows(page) -> list[list[str]]:
 def test_jobs_line_up_in_the_queue_and_land_in_the_history(browser, model, serve, tmp_path):
     """Add three animations to the queue from one page (the first long), cancel the last while the first runs, and
     walk away: the second's videos arrive in the history and the slots by themselves."""
-    from studio.sessions import SessionStore
-
-    store = SessionStore(tmp_path / "sessions")
-    demo = serve(model, store)
-    try:
+    with own_studio(model, serve, tmp_path) as studio:
         page = browser.new_page(viewport={"width": 1400, "height": 1400})
-        page.goto(demo.local_url)
+        page.goto(studio.url)
         page.wait_for_selector("#prior-generate")
         page.locator("#prior-prompt textarea").fill("a yellow star")
         set_number(page, "prior-candidates", 1)
@@ -333,6 +327,3 @@ def test_jobs_line_up_in_the_queue_and_land_in_the_history(browser, model, serve
         page.screenshot(path=str(ARTIFACTS / "queue.png"), full_page=True)
         assert [row[2] for row in queue_rows(page)] == ["done", "done", "cancelled"]
         page.close()
-    finally:
-        demo.close()
-        store.close()
