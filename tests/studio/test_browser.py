@@ -137,6 +137,8 @@ def test_both_steps_in_chromium(browser, app, model):
     set_number(page, "animate-steps", 2)
     page.locator("#motion-prompts textarea").fill("the ball spins")
     page.click("#animate")
+    # Its result, not a passing state of the slots while the stopped job's videos and previews come and go.
+    page.wait_for_function("document.querySelector('#videos').innerText.includes('the ball spins')", timeout=60_000)
     page.wait_for_function("Array.from(document.querySelectorAll('#videos video')).filter(v => v.currentSrc)"
                            ".length == 1", timeout=60_000)
     assert session.last_videos[0].settings["motion_prompt"] == "the ball spins"
