@@ -20,11 +20,12 @@ the clip), spins turn 90 or 180 degrees, colour changes start after the middle f
 until its end (slowly) or until 0.8 of it (quickly); the colour inside a shape is uniform in every frame, with no
 anti-aliasing, so it can be segmented.
 
-Lighting (`sample_scene(seed, lighting=True)`, the dataset's `--lighting`): in half the scenes on a grey background the
-light goes down over the clip (by `DIMMING` of the way to black), and no caption says so. It is the kind of
-change HiGen's appearance factor γa is for: one the text leaves open and a self-supervised image model sees (the
-world's small DINO sees grey dim far more than a shape move; it barely sees black or cyan change brightness, so
-those stay lit). Every frame's background stays nearest its named colour.
+Lighting (`sample_scene(seed, lighting=True)`, the dataset's `--lighting`): in half the scenes the light changes over
+the clip, on the whole frame (background and shapes alike), by `LIGHT_CHANGE` of the way toward white or toward black
+(black backgrounds can only brighten), and no caption says so. It is the kind of change HiGen's appearance factor γa
+is for: one the text leaves open and a self-supervised image model sees (`components.train_appearance_model`'s
+model sees it on every background). At most 0.2 of the way, every pixel stays within 88 of its named colour, inside
+the tolerance that segments it.
 
 Captions (`Scene.caption`; two shapes take plural verbs and always do the same motion):
 
@@ -67,13 +68,10 @@ SHAPE_COLOURS = {
 }
 BACKGROUNDS = {"black": (0, 0, 0), "grey": (128, 128, 128), "cyan": (0, 255, 255)}
 COLOURS = {**SHAPE_COLOURS, **BACKGROUNDS}
-# Lighting: the background that dims, the share of its scenes that do, and how far toward black by the last frame.
-# Dimmed or not, rather than a little or a lot: the world's DINO saturates (a 0.15 dimming already moves γa from
-# about 0.3 to 0.65, 0.3 to 0.8), so it tells whether the light changed far better than by how much. 0.35 keeps the
-# background within 78 of grey, well inside the tolerance that segments it.
-DIMMING_BACKGROUND = "grey"
-DIMMING_SHARE = 0.5
-DIMMING = (0.15, 0.35)
+# Lighting: the share of scenes whose light changes and how far toward white or black by the last frame. 0.2 keeps
+# every colour nearest its own name (white dimmed to 204 is 88 from white, 132 from grey).
+LIGHT_SHARE = 0.5
+LIGHT_CHANGE = (0.1, 0.2)
 
 MOTIONS = ("moves left", "moves right", "moves up", "moves down", "grows", "shrinks", "spins", "changes colour",
            "stays still")
@@ -122,7 +120,8 @@ class Scene:
     motion: str
     speed: str | None  # None for "stays still"
     background: str
-    dimming: float = 0.0  # uncaptioned: the background's share of the way to black at the last frame
+    # Uncaptioned: the share of the way toward white (> 0) or black (< 0) every pixel has gone by the last frame.
+    light: float = 0.0
 
     @property
     def shape(self) -> str:
@@ -205,8 +204,8 @@ def _place(rng: np.random.Generator, shape: str, colour: str, target_colour: str
 
 
 def sample_scene(seed: int, lighting: bool = False) -> Scene:
-    """The scene for a seed: the same seed always gives the same scene. With `lighting`, a grey background dims by a
-    random, uncaptioned amount in half the scenes; the rest of the scene is the same as without."""
+    """The scene for a seed: the same seed always gives the same scene. With `lighting`, half the scenes' light goes
+    up or down by a random, uncaptioned amount; the rest of the scene is the same as without."""
     rng = np.random.default_rng(seed)
     motion = MOTIONS[rng.integers(len(MOTIONS))]
     speed = None if motion == "stays still" else SPEEDS[rng.integers(len(SPEEDS))]
@@ -224,10 +223,11 @@ def sample_scene(seed: int, lighting: bool = False) -> Scene:
         for i, region in enumerate(_regions(motion, num_objects))
     )
     # Drawn from a stream of its own, so that lighting leaves the rest of every scene as it was.
-    dimming, light = 0.0, np.random.default_rng([seed, 1])
-    if lighting and background == DIMMING_BACKGROUND and light.random() < DIMMING_SHARE:
-        dimming = float(light.uniform(*DIMMING))
-    return Scene(seed=int(seed), objects=objects, motion=motion, speed=speed, background=background, dimming=dimming)
+    light, stream = 0.0, np.random.default_rng([seed, 1])
+    if lighting and stream.random() < LIGHT_SHARE:
+        brighter = background == "black" or stream.random() < 0.5
+        light = float(stream.uniform(*LIGHT_CHANGE)) * (1.0 if brighter else -1.0)
+    return Scene(seed=int(seed), objects=objects, motion=motion, speed=speed, background=background, light=light)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -240,9 +240,15 @@ def _frame_times(num_frames: int) -> np.ndarray:
     return np.linspace(0.0, 1.0, num_frames) if num_frames > 1 else np.zeros(1)
 
 
+def lit(rgb: Sequence[float], light: float, t: float) -> list[int]:
+    """A colour under the scene's light at time t in [0, 1]: moved linearly toward white (light > 0) or black."""
+    end = 255.0 if light > 0 else 0.0
+    return [int(round(c + (end - c) * abs(light) * t)) for c in rgb]
+
+
 def background_rgb(scene: Scene, t: float) -> list[int]:
-    """The background's colour at time t in [0, 1]: its named colour, dimmed linearly toward black by the lighting."""
-    return [int(round(c * (1.0 - scene.dimming * t))) for c in BACKGROUNDS[scene.background]]
+    """The background's colour at time t in [0, 1]: its named colour under the scene's light."""
+    return lit(BACKGROUNDS[scene.background], scene.light, t)
 
 
 def _object_state(scene: Scene, obj: SceneObject, t: float, size: int) -> dict:
@@ -262,7 +268,7 @@ def _object_state(scene: Scene, obj: SceneObject, t: float, size: int) -> dict:
         "size": obj.size * _growth(scene.motion, scene.speed) ** t * size,
         "rotation": SPIN_DEGREES[scene.speed] * t if scene.motion == "spins" else 0.0,
         "colour": name,
-        "rgb": [int(round(c)) for c in rgb],
+        "rgb": lit(rgb, scene.light, t),
     }
 
 
@@ -287,7 +293,7 @@ def ground_truth(scene: Scene, num_frames: int, size: int = 64) -> dict:
         "colours": [o.colour for o in scene.objects],
         "background": scene.background,
         "background_rgb": list(BACKGROUNDS[scene.background]),
-        "dimming": scene.dimming,
+        "light": scene.light,
         "background_rgbs": [background_rgb(scene, float(t)) for t in _frame_times(num_frames)],
         "num_frames": num_frames,
         "size": size,
@@ -524,7 +530,8 @@ def write_dataset(folder: str | Path, num_videos: int, num_images: int, num_fram
     """Write videos/NNNNNN.mp4, images/NNNNNN.png and the manifests videos.jsonl and images.jsonl ({"path",
     "caption"}, paths relative to `folder`) and ground_truth.jsonl (`ground_truth` plus "path" and "kind").
 
-    `lighting`: grey backgrounds dim by an uncaptioned amount (`sample_scene`); images, first frames, show none of it.
+    `lighting`: half the clips' light changes by an uncaptioned amount (`sample_scene`); images, first frames, show
+    none of it.
 
     Returns {"folder", "videos", "images", "ground_truth" (manifest paths), "num_videos", "num_images"}.
     """
@@ -564,7 +571,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fps", type=float, default=8.0, help="frame rate of the videos")
     parser.add_argument("--seed", type=int, default=0, help="dataset seed")
     parser.add_argument("--lighting", action="store_true",
-                        help="grey backgrounds dim by an uncaptioned amount (what the appearance factor learns)")
+                        help="half the clips' light goes up or down, uncaptioned (what the appearance factor learns)")
     args = parser.parse_args(argv)
     result = write_dataset(args.out, args.videos, args.images, num_frames=args.frames, size=args.size,
                            fps=args.fps, seed=args.seed, lighting=args.lighting)

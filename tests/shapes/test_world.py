@@ -1,6 +1,7 @@
 """The shapes world: deterministic scenes, captions that parse back, ground truth that matches the pixels, and a
 dataset the training loader can read."""
 
+import dataclasses
 import itertools
 import json
 
@@ -231,30 +232,44 @@ def test_datasets_are_deterministic_and_the_cli_writes_one(tmp_path):
         assert (tmp_path / "a" / path).read_bytes() == (tmp_path / "b" / path).read_bytes()
 
 
-def test_lighting_dims_grey_backgrounds_only_and_leaves_the_rest_of_the_scene():
-    dimmed, grey = 0, 0
+def test_lighting_changes_half_the_scenes_on_every_background_and_leaves_the_rest_of_the_scene():
+    changed = {name: [] for name in BACKGROUNDS}
     for seed in SEEDS:
         plain, lit = sample_scene(seed), sample_scene(seed, lighting=True)
         # The caption never says so, and the shapes do exactly what they did without lighting.
         assert (lit.caption, lit.objects, lit.motion) == (plain.caption, plain.objects, plain.motion)
-        assert plain.dimming == 0.0
-        assert lit.dimming == 0.0 or (lit.background == shapes.DIMMING_BACKGROUND and
-                                      shapes.DIMMING[0] <= lit.dimming <= shapes.DIMMING[1])
-        dimmed, grey = dimmed + (lit.dimming > 0), grey + (lit.background == shapes.DIMMING_BACKGROUND)
-    assert 0.3 * grey < dimmed < 0.7 * grey  # half the grey scenes
+        assert plain.light == 0.0
+        assert lit.light == 0.0 or shapes.LIGHT_CHANGE[0] <= abs(lit.light) <= shapes.LIGHT_CHANGE[1]
+        assert not (lit.background == "black" and lit.light < 0)  # black cannot darken
+        changed[lit.background].append(lit.light)
+    for background, lights in changed.items():
+        assert 0.25 * len(lights) < sum(light != 0 for light in lights) < 0.75 * len(lights), background
+    for background in ("grey", "cyan"):
+        assert min(changed[background]) < 0 < max(changed[background])  # these go either way
 
 
-def test_a_dimming_background_is_in_the_pixels_and_the_ground_truth():
-    scene = next(s for s in (sample_scene(seed, lighting=True) for seed in SEEDS) if s.dimming > 0.25)
+# The largest change each way; black cannot darken.
+LIGHTS = [(b, sign * shapes.LIGHT_CHANGE[1]) for b in BACKGROUNDS for sign in (-1, 1) if (b, sign) != ("black", -1)]
+
+
+@pytest.mark.parametrize(("background", "light"), LIGHTS)
+def test_a_change_of_light_is_in_every_pixel_and_the_ground_truth_and_keeps_every_colour_named(background, light):
+    plain = next(s for s in (sample_scene(seed) for seed in SEEDS)
+                 if s.background == background and s.motion == "moves right")
+    scene = dataclasses.replace(plain, light=light)
     frames, truth = render_video(scene, 8, 64), shapes.ground_truth(scene, 8, 64)
     corners = frames[:, 0, 0]  # the shapes keep off the frame's edge
     np.testing.assert_array_equal(corners, truth["background_rgbs"])
-    assert truth["dimming"] == scene.dimming
-    assert list(corners[0]) == list(BACKGROUNDS["grey"])
-    assert corners[-1][0] == round(128 * (1 - scene.dimming))
-    assert np.all(np.diff(corners[:, 0].astype(int)) <= 0)  # darker frame after frame
-    # Still the named background, so the measurements segment it, and the shapes measure as before.
-    assert {nearest_colour_name(c) for c in corners} == {"grey"}
+    assert truth["light"] == light
+    np.testing.assert_array_equal(frames[0], render_video(plain, 8, 64)[0])  # it starts as the unlit scene
+    end = 255 if light > 0 else 0
+    expected = [round(c + (end - c) * abs(light)) for c in BACKGROUNDS[background]]
+    assert list(corners[-1]) == expected
+    shape_rgb = [round(c + (end - c) * abs(light)) for c in shapes.SHAPE_COLOURS[scene.colour]]
+    assert truth["frames"][-1][0]["rgb"] == shape_rgb  # the shapes are lit too
+    # Every frame still shows the named colours, so the measurements segment them and the motion measures as before.
+    assert {nearest_colour_name(c) for c in corners} == {background}
+    assert nearest_colour_name(shape_rgb) == scene.colour
     assert measured_motion(frames, scene) == scene.motion
 
 
@@ -262,6 +277,6 @@ def test_the_cli_writes_a_lit_dataset(tmp_path):
     assert shapes.main(["--out", str(tmp_path), "--videos", "12", "--images", "2", "--size", "16", "--lighting"]) == 0
     truths = read_jsonl(tmp_path / "ground_truth.jsonl")
     videos = [t for t in truths if t["kind"] == "video"]
-    assert any(t["dimming"] > 0 for t in videos)
-    assert all(t["dimming"] == 0 for t in truths if t["kind"] == "image")  # an image is a first frame
+    assert any(t["light"] != 0 for t in videos)
+    assert all(t["light"] == 0 for t in truths if t["kind"] == "image")  # an image is a first frame
     assert [t["caption"] for t in videos] == [sample_scene(t["seed"]).caption for t in videos]
