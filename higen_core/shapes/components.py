@@ -3,26 +3,29 @@
 that diffusers and transformers load:
 
     python -m higen_core.shapes.components --out DIR [--steps 1200] [--seed 0]
-    python -m higen_core.shapes.components --out DIR --lighting --vae-from OLD/vae --steps 800 --learning-rate 6e-4
+    python -m higen_core.shapes.components --out DIR --lighting --vae-from OLD/vae --steps 800 --learning-rate 6e-4 \
+        [--appearance-steps 1500]
 
 * `DIR/vae`: an `AutoencoderKL` trained here on rendered shapes frames, 64x64 RGB <-> 4x16x16 latents (three levels,
   scale factor 4), its `scaling_factor` set to 1 / std of its latents so that the latents have unit variance.
 * `DIR/tokenizer`: a CLIP tokenizer in which every word a caption can contain is one token (bytes for the rest).
 * `DIR/text_encoder`: a seeded, random `CLIPTextModel` (hidden size 64). HiGen keeps its text encoder frozen; what it
   needs is that different captions give clearly different states, which `check_text_encoder` measures.
-* `DIR/appearance`: a seeded, random `Dinov2Model` with its image processor; the trainer takes the cosine similarity of
-  its CLS features between frames as the appearance matrix (Eq. 3 of the paper). `check_appearance` measures that the
-  similarity falls as a shape changes colour or moves.
+* `DIR/appearance`: a seeded `Dinov2Model` with its image processor; the trainer takes the cosine similarity of its
+  CLS features between frames as the appearance matrix (Eq. 3 of the paper). By default it is random; with
+  `--appearance-steps N` it is trained self-supervised on the world's lit frames (`train_appearance_model`), and then
+  sees a change of light on every background, which the random one sees on grey backgrounds only.
+  `check_appearance` measures how the similarity falls as a shape changes colour or moves, and as the light changes.
 * `DIR/report.json`: the measurements (reconstruction error, latent statistics, the checks, the motion factors of
   shapes clips, sizes, CPU time) and `DIR/reconstructions.png` (rendered frames over their reconstructions).
 
 Weights are saved in float32: the three models together take about 5 MB.
 
-With `--lighting` the VAE also sees grey backgrounds dimmed toward black (the world's `--lighting`), which it must
-learn to draw: an autoencoder trained without them snaps every grey between 83 and 128 to grey or black.
+With `--lighting` the VAE also sees frames whose light has changed (the world's `--lighting`), which it must learn to
+draw: an autoencoder trained without them snaps every grey between 83 and 128 to grey or black.
 `--vae-from` continues training an existing VAE instead of starting afresh and keeps its scaling factor, so that a
 HiGen model trained on its latents carries over (the text encoder, tokenizer and DINO are rebuilt from the seed,
-identical to the ones built before).
+identical to the ones built before, and so is a DINO trained for the same steps).
 
 `--text-length N` (16 to 77; default 77, CLIP's) makes the tokenizer pad prompts to N tokens and gives the text encoder
 N positions: the UNet's cross-attention then sees N text states. Every caption of the world fits in 16. The encoder's
@@ -36,6 +39,7 @@ For training, point the trainer's `vae`, `text_encoder`, `tokenizer` and `appear
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import time
@@ -50,6 +54,7 @@ from transformers import BitImageProcessorPil, CLIPTextConfig, CLIPTextModel, CL
 
 from ..conditioning import motion_factors_from_latents
 from .world import (
+    BACKGROUNDS,
     COLOURS,
     SHAPE_COLOURS,
     Scene,
@@ -91,6 +96,10 @@ APPEARANCE_SIZE = 32
 # similarities above 0.998 in the shapes world). At 1.0 the first-to-last similarity of a colour change falls to
 # about 0.5, a move's to about 0.8, so the appearance matrix spans a useful part of [0, 1].
 APPEARANCE_INIT_RANGE = 1.0
+# The trained appearance model (`train_appearance_model`) starts from ViT's usual initialiser range and learns with
+# views shifted by up to 3 of its 32 pixels (a tenth of the frame), a little noise and SimCLR's temperature.
+TRAINED_APPEARANCE_INIT_RANGE = 0.02
+SSL_SHIFT, SSL_NOISE, SSL_TEMPERATURE = 3, 0.05, 0.1
 IMAGENET_MEAN, IMAGENET_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
 # Seed streams (np.random.SeedSequence([seed, stream])), apart from the dataset's (0: videos, 1: images) and the
 # evaluation's (2).
@@ -108,8 +117,8 @@ def _scene_seeds(seed: int, stream: int, count: int) -> list[int]:
 def random_frames(rng: np.random.Generator, count: int, size: int = FRAME_SIZE,
                   lighting: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """(count, size, size, 3) uint8 frames, each a random frame of a fresh scene's clip (so every motion's in-between
-    states are seen: colour blends, turned and grown shapes, and with `lighting` dimmed backgrounds), and (count,
-    size, size) bool masks of their shapes and outlines."""
+    states are seen: colour blends, turned and grown shapes, and with `lighting` changes of light part-way), and
+    (count, size, size) bool masks of their shapes and outlines."""
     frames, masks = [], []
     for scene_seed in rng.integers(0, 2**63, size=count):
         scene = sample_scene(int(scene_seed), lighting)
@@ -331,27 +340,77 @@ def check_text_encoder(tokenizer: CLIPTokenizer, text_encoder: CLIPTextModel) ->
 # Appearance model
 
 
-def build_appearance_model(seed: int = 0) -> tuple[Dinov2Model, BitImageProcessorPil]:
+def build_appearance_model(seed: int = 0, init_range: float = APPEARANCE_INIT_RANGE
+                           ) -> tuple[Dinov2Model, BitImageProcessorPil]:
     """A two-layer DINOv2 on 32x32 frames (8x8 patches of 4 pixels) and the processor that resizes frames to it.
     Frames are downsized rather than cut into 8-pixel patches: a shape that moves a whole patch would otherwise
     look almost the same to a random patch embedding."""
     torch.manual_seed(seed)
     config = Dinov2Config(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, mlp_ratio=2,
-                          image_size=APPEARANCE_SIZE, patch_size=4, initializer_range=APPEARANCE_INIT_RANGE)
+                          image_size=APPEARANCE_SIZE, patch_size=4, initializer_range=init_range)
     size = {"height": APPEARANCE_SIZE, "width": APPEARANCE_SIZE}
     processor = BitImageProcessorPil(size=size, crop_size=size, do_center_crop=False, image_mean=IMAGENET_MEAN,
                                   image_std=IMAGENET_STD, resample=Image.BICUBIC)
     return Dinov2Model(config).eval(), processor
 
 
+def _appearance_input(frames: np.ndarray) -> torch.Tensor:
+    """(N, H, W, 3) uint8 -> the model's (N, 3, 32, 32) input, preprocessed as the trainer's AppearanceEncoder does."""
+    pixels = (to_pixels(frames) + 1) / 2
+    pixels = F.interpolate(pixels, size=(APPEARANCE_SIZE,) * 2, mode="bicubic", align_corners=False, antialias=True)
+    return (pixels.clamp(0, 1) - torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)) / torch.tensor(
+        IMAGENET_STD).view(1, 3, 1, 1)
+
+
+def _shifted_view(pixels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """A view for contrastive training: each frame shifted by up to SSL_SHIFT pixels (edges repeated), plus a little
+    noise. No colour jitter: unlike DINO on photographs, this model is meant to see changes of light and colour."""
+    n, pad = len(pixels), SSL_SHIFT
+    padded = F.pad(pixels, (pad,) * 4, mode="replicate")
+    offsets = torch.randint(0, 2 * pad + 1, (n, 2), generator=generator).tolist()
+    size = pixels.shape[-1]
+    views = torch.stack([padded[i, :, top:top + size, left:left + size] for i, (top, left) in enumerate(offsets)])
+    return views + SSL_NOISE * torch.randn(views.shape, generator=generator)
+
+
+def train_appearance_model(model: Dinov2Model, steps: int, seed: int = 0, batch_size: int = 256,
+                           learning_rate: float = 1e-3, pool: int = 6000, log_every: int = 250) -> list[dict]:
+    """Self-supervised training of the world's DINO (in place): instance discrimination (SimCLR's InfoNCE, two
+    shifted views of each frame, a projection head dropped afterwards) on `pool` frames of lit clips. A random ViT
+    sees a shape move but barely a change of light on black or cyan backgrounds; trained so, its CLS features keep
+    every frame apart, so a change of light or colour lowers the similarity on every background while a move, which
+    the shifted views teach it to ignore, barely does (`check_appearance`). Returns the training log."""
+    rng = np.random.default_rng(np.random.SeedSequence([seed, TRAIN_STREAM, 1]))
+    generator = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    width = model.config.hidden_size
+    head = torch.nn.Sequential(torch.nn.Linear(width, 2 * width), torch.nn.GELU(), torch.nn.Linear(2 * width, width))
+    parameters = list(model.parameters()) + list(head.parameters())
+    optimizer = torch.optim.AdamW(parameters, lr=learning_rate, weight_decay=0.05)
+    frames = _appearance_input(random_frames(rng, pool, lighting=True)[0])
+    labels = torch.arange(batch_size)
+    log, start = [], time.process_time()
+    model.train()
+    for step in range(steps):
+        batch = frames[torch.randint(len(frames), (batch_size,), generator=generator)]
+        views = [F.normalize(head(model(pixel_values=_shifted_view(batch, generator)).pooler_output), dim=-1)
+                 for _ in range(2)]
+        logits = views[0] @ views[1].T / SSL_TEMPERATURE
+        loss = (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if (step + 1) % log_every == 0 or step + 1 == steps:
+            log.append({"step": step + 1, "loss": loss.item(), "cpu_seconds": round(time.process_time() - start, 1)})
+            print(json.dumps(log[-1]), flush=True)
+    model.eval()
+    return log
+
+
 @torch.no_grad()
 def appearance_features(model: Dinov2Model, frames: np.ndarray) -> torch.Tensor:
     """(N, H, W, 3) uint8 -> (N, D) pooled CLS features, preprocessed as the trainer's AppearanceEncoder does."""
-    pixels = (to_pixels(frames) + 1) / 2
-    pixels = F.interpolate(pixels, size=(APPEARANCE_SIZE,) * 2, mode="bicubic", align_corners=False, antialias=True)
-    pixels = (pixels.clamp(0, 1) - torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)) / torch.tensor(
-        IMAGENET_STD).view(1, 3, 1, 1)
-    return model(pixel_values=pixels).pooler_output
+    return model(pixel_values=_appearance_input(frames)).pooler_output
 
 
 def _similarity_to_first(model: Dinov2Model, frames: np.ndarray) -> np.ndarray:
@@ -362,8 +421,9 @@ def _similarity_to_first(model: Dinov2Model, frames: np.ndarray) -> np.ndarray:
 @torch.no_grad()
 def check_appearance(model: Dinov2Model, seed: int = 0, count: int = 64) -> dict:
     """Cosine similarity of frame t's CLS feature to frame 0's, t = 0..7: for one red square changing colour to blue
-    and for the same square moving right, each averaged over `count` placements, sizes and backgrounds; and the
-    first-to-last similarity of shapes clips per motion."""
+    and for the same square moving right, each averaged over `count` placements, sizes and backgrounds; the
+    first-to-last similarity of shapes clips per motion; and per background, that of the same clips unlit and with
+    the light changed 0.15 of the way toward black or white (what γa is trained on: `world.LIGHT_CHANGE`)."""
     rng = np.random.default_rng(np.random.SeedSequence([seed, VALIDATION_STREAM, 1]))
     curves = {"changes colour": [], "moves right": []}
     for _ in range(count):
@@ -373,14 +433,23 @@ def check_appearance(model: Dinov2Model, seed: int = 0, count: int = 64) -> dict
             scene = Scene(0, (SceneObject("square", "red", x, y, size, target),), motion, "slowly", background)
             curves[motion].append(_similarity_to_first(model, render_video(scene, CLIP_FRAMES, FRAME_SIZE)))
     last: dict[str, list[float]] = {}
+    light: dict[str, dict[str, list[float]]] = {name: {} for name in BACKGROUNDS}
     for scene_seed in _scene_seeds(seed, VALIDATION_STREAM, 4 * count):
         scene = sample_scene(scene_seed)
-        last.setdefault(scene.motion, []).append(
-            float(_similarity_to_first(model, render_video(scene, CLIP_FRAMES, FRAME_SIZE))[-1]))
+        first_to_last = float(_similarity_to_first(model, render_video(scene, CLIP_FRAMES, FRAME_SIZE))[-1])
+        last.setdefault(scene.motion, []).append(first_to_last)
+        light[scene.background].setdefault("unlit", []).append(first_to_last)
+        for change, amount in (("darker", -0.15), ("brighter", 0.15)):
+            if change == "darker" and scene.background == "black":
+                continue  # black cannot darken
+            lit_clip = render_video(dataclasses.replace(scene, light=amount), CLIP_FRAMES, FRAME_SIZE)
+            light[scene.background].setdefault(change, []).append(float(_similarity_to_first(model, lit_clip)[-1]))
     return {
         "similarity_to_first_frame": {k: np.round(np.mean(v, axis=0), 3).tolist() for k, v in curves.items()},
         "first_to_last_by_motion": {k: round(float(np.mean(v)), 3) for k, v in sorted(last.items())},
         "first_to_last_range": [round(float(min(min(v) for v in last.values())), 3), 1.0],
+        "first_to_last_by_light": {background: {k: round(float(np.mean(v)), 3) for k, v in changes.items()}
+                                   for background, changes in light.items() if changes},
     }
 
 
@@ -409,11 +478,12 @@ def folder_megabytes(folder: Path) -> float:
 
 def build_components(out: str | Path, steps: int = 1200, seed: int = 0, batch_size: int = 16,
                      measure: int = 256, lighting: bool = False, vae_from: str | Path | None = None,
-                     learning_rate: float = 2e-3, text_length: int = CLIP_TEXT_LENGTH) -> dict:
+                     learning_rate: float = 2e-3, text_length: int = CLIP_TEXT_LENGTH,
+                     appearance_steps: int = 0) -> dict:
     """Build, check and save every component under `out`; returns (and writes) the report. `measure` sets the size
     of the measurements: validation frames (the reconstruction error and the scaling factor), clips for the motion
-    factors (half as many) and scenes for the appearance check (a quarter). `lighting`, `vae_from` and
-    `text_length`: see the module's docstring."""
+    factors (half as many) and scenes for the appearance check (a quarter). `lighting`, `vae_from`, `text_length`
+    and `appearance_steps`: see the module's docstring."""
     check_text_length(text_length)  # before the minutes of VAE training
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -438,8 +508,12 @@ def build_components(out: str | Path, steps: int = 1200, seed: int = 0, batch_si
     tokenizer.save_pretrained(out / "tokenizer")
     text_encoder.save_pretrained(out / "text_encoder")
 
-    # 3. Appearance model and its processor.
-    appearance, processor = build_appearance_model(seed)
+    # 3. Appearance model and its processor: random, or trained self-supervised on the world's lit frames.
+    if appearance_steps > 0:
+        appearance, processor = build_appearance_model(seed, TRAINED_APPEARANCE_INIT_RANGE)
+        appearance_log = train_appearance_model(appearance, appearance_steps, seed)
+    else:
+        (appearance, processor), appearance_log = build_appearance_model(seed), []
     appearance.save_pretrained(out / "appearance")
     processor.save_pretrained(out / "appearance")
 
@@ -459,6 +533,7 @@ def build_components(out: str | Path, steps: int = 1200, seed: int = 0, batch_si
                          "vocabulary": len(tokenizer), "text_length": text_length,
                          "one_word_changes": check_text_encoder(tokenizer, text_encoder)},
         "appearance": {"parameters": sum(p.numel() for p in appearance.parameters()),
+                       "steps": appearance_steps, "log": appearance_log,
                        **check_appearance(appearance, seed, count=max(2, measure // 4))},
         "motion_factors": motion_factor_statistics(vae, scaling_factor, seed, count=max(2, measure // 2)),
         "megabytes": {name: folder_megabytes(out / name) for name in ("vae", "tokenizer", "text_encoder",
@@ -479,13 +554,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=16, help="VAE crops per step (whole frames: half)")
     parser.add_argument("--seed", type=int, default=0, help="seed of every weight and of the training frames")
     parser.add_argument("--learning-rate", type=float, default=2e-3, help="VAE peak learning rate")
-    parser.add_argument("--lighting", action="store_true", help="the VAE also trains on dimmed grey backgrounds")
+    parser.add_argument("--lighting", action="store_true",
+                        help="the VAE also trains on frames whose light has changed (the world's --lighting)")
     parser.add_argument("--vae-from", default=None,
                         help="continue training this VAE folder (keeps its scaling factor) instead of a new one")
     parser.add_argument("--text-length", type=int, default=CLIP_TEXT_LENGTH,
                         help=f"text states the UNet sees: the tokenizer pads prompts to this many tokens "
                              f"({CAPTION_TOKENS} to {CLIP_TEXT_LENGTH}; default CLIP's {CLIP_TEXT_LENGTH})")
+    parser.add_argument("--appearance-steps", type=int, default=0,
+                        help="train the DINO self-supervised for this many steps (0: a random one, as before)")
     args = parser.parse_args(argv)
+    if args.appearance_steps < 0:
+        parser.error(f"--appearance-steps {args.appearance_steps}: give 0 (a random DINO) or a number of steps.")
     try:
         check_text_length(args.text_length, "--text-length")
     except ValueError as error:
@@ -494,7 +574,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--vae-from {args.vae_from}: no VAE there; give the vae/ folder of built components "
                      f"(e.g. runs/shapes/components/vae).")
     report = build_components(args.out, args.steps, args.seed, args.batch_size, lighting=args.lighting,
-                              vae_from=args.vae_from, learning_rate=args.learning_rate, text_length=args.text_length)
+                              vae_from=args.vae_from, learning_rate=args.learning_rate, text_length=args.text_length,
+                              appearance_steps=args.appearance_steps)
     summary = {k: report[k] for k in ("megabytes", "motion_factors", "cpu_seconds", "wall_seconds")}
     summary["vae"] = {k: report["vae"][k] for k in ("reconstruction", "scaling_factor", "latent_mean",
                                                     "train_cpu_seconds")}
