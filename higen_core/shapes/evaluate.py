@@ -229,7 +229,8 @@ def run_shapes(pipe: HiGenPipeline, samples: int, steps: int, seed: int, guidanc
         directions += [dx[0] < 0, dx[1] > 0]  # NaN (shape lost) compares False: counted wrong
         colour_kept += [presence(moving_left, rgb), presence(moving_right, rgb)]
         standard.append(measure_standard(standard_video, prior_image, scene.caption))
-        per_sample.append({"seed": scene.seed, "caption": scene.caption, "frame_difference": motion,
+        per_sample.append({"seed": scene.seed, "caption": scene.caption, "background": scene.background,
+                           "frame_difference": motion,
                            "appearance_change": appearance, "x_displacement": dx,
                            "standard_motion_factor": standard_gm, **standard[-1]})
         log(f"[shapes] sample {i + 1}/{samples} ({time.time() - start:.0f}s): {scene.caption}")
@@ -249,6 +250,7 @@ def run_shapes(pipe: HiGenPipeline, samples: int, steps: int, seed: int, guidanc
         **summarise_standard(standard),
         **motion_word_gap(pipe, seed, appearance_factor=appearance_factor),
         "motion_by_factor": _by_factor(motion_pairs), "appearance_by_factor": _by_factor(appearance_pairs),
+        "appearance_by_background": appearance_by_background(per_sample),
         "counts": {"motion_videos": len(motion_pairs), "appearance_videos": len(appearance_pairs),
                    "direction_videos": len(directions), "standard_videos": len(standard),
                    "prior_videos": len(standard)},
@@ -315,6 +317,21 @@ def _caption_gap(pipe: HiGenPipeline, scenes: list, swap: Callable[[str], str],
         gaps += (losses[1] / losses[0] - 1).tolist()
         wins += (losses[0] < losses[1]).tolist()
     return gaps, wins
+
+
+def appearance_by_background(per_sample: list[dict]) -> dict[str, dict]:
+    """appearance_factor_spearman and _within over each background kind's samples, and their count: γa must act on
+    every background, not only on those whose light the training clips changed most."""
+    figures = {}
+    for background in sorted({s["background"] for s in per_sample}):
+        samples = [s for s in per_sample if s["background"] == background]
+        pairs = [(g, change) for s in samples for g, change in zip(APPEARANCE_FACTORS, s["appearance_change"])]
+        figures[background] = {
+            "appearance_factor_spearman": spearman(*zip(*pairs)),
+            "appearance_factor_spearman_within": nan_mean(spearman(APPEARANCE_FACTORS, s["appearance_change"])
+                                                          for s in samples),
+            "samples": len(samples)}
+    return figures
 
 
 def _by_factor(pairs: list[tuple[float, float]]) -> dict[str, dict]:
@@ -412,6 +429,10 @@ def print_shapes(result: dict) -> None:
     ]
     for key, note in rows:
         print(f"  {key:<33} {result[key]:7.3f}   ({note})")
+    by_background = ", ".join(f"{k} {v['appearance_factor_spearman']:.2f} pooled, "
+                              f"{v['appearance_factor_spearman_within']:.2f} within ({v['samples']})"
+                              for k, v in result["appearance_by_background"].items())
+    print(f"  appearance factor by background (samples): {by_background}")
     counts = result["text_motion_videos_by_motion"]
     by_motion = ", ".join(f"{k} {v:.2f} ({counts[k]})" for k, v in result["text_motion_accuracy_by_motion"].items())
     print(f"  motion accuracy by caption motion (videos): {by_motion}")

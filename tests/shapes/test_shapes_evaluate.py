@@ -70,6 +70,19 @@ def test_within_sample_correlations_are_free_of_the_spread_between_scenes(monkey
     assert result["motion_factor_spearman"] < 0.5
 
 
+def test_appearance_figures_are_given_per_background_so_a_blind_spot_shows():
+    # γa acts on the grey scenes only: pooled over every scene it still looks fine, per background it does not.
+    per_sample = [{"background": background, "appearance_change": [0.1 * i + 0.3 * k for i in range(4)]
+                   if background == "grey" else [0.2, 0.21, 0.2, 0.19]}
+                  for k, background in enumerate(["grey", "grey", "cyan", "black", "black"])]
+    figures = shapes_evaluate.appearance_by_background(per_sample)
+    assert set(figures) == {"black", "cyan", "grey"}
+    assert [figures[b]["samples"] for b in ("black", "cyan", "grey")] == [2, 1, 2]
+    assert figures["grey"]["appearance_factor_spearman_within"] == pytest.approx(1.0)
+    assert figures["cyan"]["appearance_factor_spearman_within"] < 0.5
+    assert figures["black"]["appearance_factor_spearman"] < 0.5
+
+
 def test_standard_videos_ask_for_the_motion_factor_of_their_scene_clip(monkeypatch):
     # A still scene's ground-truth clip has γm 0 and a moving one's more: the standard video asks for that, while the
     # sweep and the left/right videos keep the fixed γm.
