@@ -25,6 +25,8 @@ fixed γm, --motion-factor). Measured on the frames (values in [0, 1]):
 * motion_factor_spearman_within, appearance_factor_spearman_within: the same correlations taken within each sample
   (its videos share the prior and the starting noise, only the factor changes), averaged over the samples: whether
   the factor orders one scene's videos, free of the spread between scenes.
+* appearance_by_background: both γa correlations over each background kind's samples (black, grey, cyan), so that a
+  γa that acts on one kind only shows.
 * direction_accuracy: share of the left/right videos whose tracked shape (the caption's first colour) travels the
   right way (sign of its least-squares x displacement); direction_colour_kept: share of their frames showing it.
 * prior_fidelity: share of standard videos whose middle frame (the trainer's spatial prior is the middle frame) has
