@@ -242,10 +242,8 @@ def run_shapes(pipe: HiGenPipeline, samples: int, steps: int, seed: int, guidanc
         "standard_factors": {"motion_factor": motion_factor, "appearance_factor": appearance_factor,
                              "standard_motion": standard_motion},
         "motion_factor_spearman": spearman(*zip(*motion_pairs)),
-        "appearance_factor_spearman": spearman(*zip(*appearance_pairs)),
         "motion_factor_spearman_within": nan_mean(spearman(levels, s["frame_difference"]) for s in per_sample),
-        "appearance_factor_spearman_within": nan_mean(spearman(APPEARANCE_FACTORS, s["appearance_change"])
-                                                      for s in per_sample),
+        **appearance_figures(per_sample),
         "direction_accuracy": nan_mean(directions),
         "direction_colour_kept": nan_mean(colour_kept),
         "prior_fidelity": nan_mean(r["prior_ok"] for r in standard),
@@ -321,18 +319,22 @@ def _caption_gap(pipe: HiGenPipeline, scenes: list, swap: Callable[[str], str],
     return gaps, wins
 
 
+def appearance_figures(samples: list[dict]) -> dict[str, float]:
+    """appearance_factor_spearman (over every video of `samples`) and appearance_factor_spearman_within (per sample,
+    averaged)."""
+    pairs = [(g, change) for s in samples for g, change in zip(APPEARANCE_FACTORS, s["appearance_change"])]
+    return {"appearance_factor_spearman": spearman(*zip(*pairs)),
+            "appearance_factor_spearman_within": nan_mean(spearman(APPEARANCE_FACTORS, s["appearance_change"])
+                                                          for s in samples)}
+
+
 def appearance_by_background(per_sample: list[dict]) -> dict[str, dict]:
-    """appearance_factor_spearman and _within over each background kind's samples, and their count: γa must act on
-    every background, not only on those whose light the training clips changed most."""
+    """`appearance_figures` over each background kind's samples, and their count: γa must act on every background,
+    not only on those whose light the training clips changed most."""
     figures = {}
     for background in sorted({s["background"] for s in per_sample}):
         samples = [s for s in per_sample if s["background"] == background]
-        pairs = [(g, change) for s in samples for g, change in zip(APPEARANCE_FACTORS, s["appearance_change"])]
-        figures[background] = {
-            "appearance_factor_spearman": spearman(*zip(*pairs)),
-            "appearance_factor_spearman_within": nan_mean(spearman(APPEARANCE_FACTORS, s["appearance_change"])
-                                                          for s in samples),
-            "samples": len(samples)}
+        figures[background] = {**appearance_figures(samples), "samples": len(samples)}
     return figures
 
 
