@@ -4,7 +4,7 @@ that diffusers and transformers load:
 
     python -m higen_core.shapes.components --out DIR [--steps 1200] [--seed 0]
     python -m higen_core.shapes.components --out DIR --lighting --vae-from OLD/vae --steps 800 --learning-rate 6e-4 \
-        [--appearance-steps 1500]
+        [--appearance-steps 400]
 
 * `DIR/vae`: an `AutoencoderKL` trained here on rendered shapes frames, 64x64 RGB <-> 4x16x16 latents (three levels,
   scale factor 4), its `scaling_factor` set to 1 / std of its latents so that the latents have unit variance.
@@ -13,8 +13,9 @@ that diffusers and transformers load:
   needs is that different captions give clearly different states, which `check_text_encoder` measures.
 * `DIR/appearance`: a seeded `Dinov2Model` with its image processor; the trainer takes the cosine similarity of its
   CLS features between frames as the appearance matrix (Eq. 3 of the paper). By default it is random; with
-  `--appearance-steps N` it is trained self-supervised on the world's lit frames (`train_appearance_model`), and then
-  sees a change of light on every background, which the random one sees on grey backgrounds only.
+  `--appearance-steps N` it is trained contrastively on the world's lit clips (`train_appearance_model`), and then
+  sees a change of light on every background, which the random one sees on grey backgrounds only, and sees past
+  what the captions name.
   `check_appearance` measures how the similarity falls as a shape changes colour or moves, and as the light changes.
 * `DIR/report.json`: the measurements (reconstruction error, latent statistics, the checks, the motion factors of
   shapes clips, sizes, CPU time) and `DIR/reconstructions.png` (rendered frames over their reconstructions).
@@ -98,6 +99,7 @@ APPEARANCE_SIZE = 32
 APPEARANCE_INIT_RANGE = 1.0
 # The trained appearance model (`train_appearance_model`) starts from ViT's usual initialiser range and learns with
 # views shifted by up to 3 of its 32 pixels (a tenth of the frame), a little noise and SimCLR's temperature.
+# 400 steps leave the similarity graded: a change of light by 0.1 ends a clip near 0.5, by 0.2 near 0 (recipe.md).
 TRAINED_APPEARANCE_INIT_RANGE = 0.02
 SSL_SHIFT, SSL_NOISE, SSL_TEMPERATURE = 3, 0.05, 0.1
 IMAGENET_MEAN, IMAGENET_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
@@ -373,13 +375,39 @@ def _shifted_view(pixels: torch.Tensor, generator: torch.Generator) -> torch.Ten
     return views + SSL_NOISE * torch.randn(views.shape, generator=generator)
 
 
-def train_appearance_model(model: Dinov2Model, steps: int, seed: int = 0, batch_size: int = 256,
-                           learning_rate: float = 1e-3, pool: int = 6000, log_every: int = 250) -> list[dict]:
-    """Self-supervised training of the world's DINO (in place): instance discrimination (SimCLR's InfoNCE, two
-    shifted views of each frame, a projection head dropped afterwards) on `pool` frames of lit clips. A random ViT
-    sees a shape move but barely a change of light on black or cyan backgrounds; trained so, its CLS features keep
-    every frame apart, so a change of light or colour lowers the similarity on every background while a move, which
-    the shifted views teach it to ignore, barely does (`check_appearance`). Returns the training log."""
+def _lit_clips(rng: np.random.Generator, count: int) -> tuple[torch.Tensor, np.ndarray]:
+    """(count, CLIP_FRAMES, 3, 32, 32) appearance inputs of fresh lit-world clips, and whether each clip's light
+    changes."""
+    clips, changes = [], []
+    for scene_seed in rng.integers(0, 2**63, size=count):
+        scene = sample_scene(int(scene_seed), lighting=True)
+        clips.append(_appearance_input(render_video(scene, CLIP_FRAMES, FRAME_SIZE)))
+        changes.append(scene.light != 0.0)
+    return torch.stack(clips), np.array(changes)
+
+
+def _contrastive_loss(features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Supervised-contrastive InfoNCE over (N, D) unit features: each one's log-probability of its positives (the
+    others with its label) against every other feature, averaged over its positives and then over all features."""
+    logits = features @ features.T / SSL_TEMPERATURE
+    self_mask = torch.eye(len(features), dtype=torch.bool)
+    logits = logits.masked_fill(self_mask, float("-inf"))
+    log_probability = logits - logits.logsumexp(dim=1, keepdim=True)
+    positives = (labels[:, None] == labels[None, :]) & ~self_mask
+    return -(log_probability.masked_fill(~positives, 0).sum(1) / positives.sum(1)).mean()
+
+
+def train_appearance_model(model: Dinov2Model, steps: int, seed: int = 0, batch_size: int = 128,
+                           learning_rate: float = 1e-3, pool: int = 1500, log_every: int = 250) -> list[dict]:
+    """Contrastive training of the world's DINO (in place) so that its similarity sees a change of light, the change
+    no caption names, and not what the captions say. Each step takes `batch_size` clips of the lit world (from a pool
+    of `pool`), two random frames of each and two views of each frame (shifted by up to SSL_SHIFT pixels). Frames of
+    a clip whose light stays the same are one instance: the model learns to see past moves, turns, growth and colour
+    changes. Frames of a clip whose light changes are each their own instance: the model must tell them apart by
+    their light. A projection head is dropped afterwards. A random ViT barely sees a change of light on black or cyan
+    backgrounds; trained so, the first-to-last similarity of a clip stays near 1 unless its light changes
+    (`check_appearance`), so a clip's appearance matrix reads as the appearance factor of the change. Returns the
+    training log."""
     rng = np.random.default_rng(np.random.SeedSequence([seed, TRAIN_STREAM, 1]))
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
@@ -387,16 +415,21 @@ def train_appearance_model(model: Dinov2Model, steps: int, seed: int = 0, batch_
     head = torch.nn.Sequential(torch.nn.Linear(width, 2 * width), torch.nn.GELU(), torch.nn.Linear(2 * width, width))
     parameters = list(model.parameters()) + list(head.parameters())
     optimizer = torch.optim.AdamW(parameters, lr=learning_rate, weight_decay=0.05)
-    frames = _appearance_input(random_frames(rng, pool, lighting=True)[0])
-    labels = torch.arange(batch_size)
+    clips, light_changes = _lit_clips(rng, pool)
+    light_changes = torch.from_numpy(light_changes)
     log, start = [], time.process_time()
     model.train()
     for step in range(steps):
-        batch = frames[torch.randint(len(frames), (batch_size,), generator=generator)]
-        views = [F.normalize(head(model(pixel_values=_shifted_view(batch, generator)).pooler_output), dim=-1)
-                 for _ in range(2)]
-        logits = views[0] @ views[1].T / SSL_TEMPERATURE
-        loss = (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
+        chosen = torch.randint(len(clips), (batch_size,), generator=generator)  # (B,)
+        times = torch.stack([torch.randperm(CLIP_FRAMES, generator=generator)[:2] for _ in chosen])  # (B, 2)
+        frames = clips[chosen[:, None], times].flatten(0, 1)  # (2B, 3, 32, 32): clip b's frames at 2b, 2b + 1
+        # A label per frame: its clip's when the clip's light holds, its own when it changes (a clip drawn twice in
+        # one batch counts as two clips, rare with a pool ten times the batch).
+        frame_ids = torch.arange(2 * batch_size)
+        labels = torch.where(light_changes[chosen].repeat_interleave(2), frame_ids, frame_ids // 2 * 2)
+        views = torch.cat([_shifted_view(frames, generator) for _ in range(2)])  # (4B, 3, 32, 32)
+        features = F.normalize(head(model(pixel_values=views).pooler_output), dim=-1)
+        loss = _contrastive_loss(features, labels.repeat(2))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -562,7 +595,8 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"text states the UNet sees: the tokenizer pads prompts to this many tokens "
                              f"({CAPTION_TOKENS} to {CLIP_TEXT_LENGTH}; default CLIP's {CLIP_TEXT_LENGTH})")
     parser.add_argument("--appearance-steps", type=int, default=0,
-                        help="train the DINO self-supervised for this many steps (0: a random one, as before)")
+                        help="train the DINO contrastively on lit clips for this many steps (0: a random one; "
+                             "400 sees light on every background)")
     args = parser.parse_args(argv)
     if args.appearance_steps < 0:
         parser.error(f"--appearance-steps {args.appearance_steps}: give 0 (a random DINO) or a number of steps.")

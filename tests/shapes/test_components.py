@@ -147,19 +147,20 @@ def test_appearance_training_is_deterministic():
     assert [entry["step"] for entry in log] == [1, 2] and not model.training
 
 
-def test_a_trained_appearance_model_sees_a_change_of_light_on_every_background_and_a_move_less():
+def test_a_trained_appearance_model_sees_a_change_of_light_on_every_background_and_little_else():
     random_model, _ = components.build_appearance_model()
     model, _ = components.build_appearance_model(init_range=components.TRAINED_APPEARANCE_INIT_RANGE)
-    components.train_appearance_model(model, steps=TRAINING_STEPS, batch_size=64, pool=512)
+    components.train_appearance_model(model, steps=TRAINING_STEPS, batch_size=64, pool=256, learning_rate=3e-3)
     before, after = (components.check_appearance(m, count=6) for m in (random_model, model))
     for background, changes in after["first_to_last_by_light"].items():
+        # A clip whose light holds reads as (nearly) no change of appearance, whatever its shapes do ...
+        assert changes["unlit"] > 0.8, (background, changes)
         for change in set(changes) - {"unlit"}:
-            # Light lowers the similarity clearly, where the random DINO hardly sees it on black or cyan.
+            # ... and light lowers the similarity clearly, where the random DINO hardly sees it on black or cyan.
             assert changes[change] < changes["unlit"] - 0.1, (background, change, changes)
     assert before["first_to_last_by_light"]["cyan"]["darker"] > before["first_to_last_by_light"]["cyan"]["unlit"] - 0.1
-    # A move is what the shifted views teach it to see past; it stays well above a change of colour.
-    moved = after["similarity_to_first_frame"]["moves right"][-1]
-    assert moved > after["similarity_to_first_frame"]["changes colour"][-1] + 0.1
+    for motion in ("moves right", "spins", "stays still"):
+        assert after["first_to_last_by_motion"][motion] > 0.95, (motion, after["first_to_last_by_motion"])
 
 
 def test_a_continued_vae_keeps_its_scaling_factor_and_the_other_components(built, tmp_path):
