@@ -26,7 +26,8 @@ fixed γm, --motion-factor). Measured on the frames (values in [0, 1]):
   (its videos share the prior and the starting noise, only the factor changes), averaged over the samples: whether
   the factor orders one scene's videos, free of the spread between scenes.
 * appearance_by_background: both γa correlations over each background kind's samples (black, grey, cyan), so that a
-  γa that acts on one kind only shows.
+  γa that acts on one kind only shows. Each sample also records `brightness_change`, the signed change of mean
+  brightness from the first to the last frame of each γa video: which way the light went.
 * direction_accuracy: share of the left/right videos whose tracked shape (the caption's first colour) travels the
   right way (sign of its least-squares x displacement); direction_colour_kept: share of their frames showing it.
 * prior_fidelity: share of standard videos whose middle frame (the trainer's spatial prior is the middle frame) has
@@ -69,6 +70,7 @@ from ..pipeline_higen import HiGenPipeline, default_scheduler, text_states
 from ..training.latents import higen_conditions
 from .measures import (
     appearance_change,
+    brightness_change,
     centroid,
     dominant_colour,
     frame_difference,
@@ -233,7 +235,8 @@ def run_shapes(pipe: HiGenPipeline, samples: int, steps: int, seed: int, guidanc
         standard.append(measure_standard(standard_video, prior_image, scene.caption))
         per_sample.append({"seed": scene.seed, "caption": scene.caption, "background": scene.background,
                            "frame_difference": motion,
-                           "appearance_change": appearance, "x_displacement": dx,
+                           "appearance_change": appearance,
+                           "brightness_change": [brightness_change(v) for v in by_appearance], "x_displacement": dx,
                            "standard_motion_factor": standard_gm, **standard[-1]})
         log(f"[shapes] sample {i + 1}/{samples} ({time.time() - start:.0f}s): {scene.caption}")
     return {

@@ -52,6 +52,13 @@ def appearance_change(video: np.ndarray) -> float:
     return float(np.linalg.norm(video[0].mean((0, 1)) - video[-1].mean((0, 1))))
 
 
+def brightness_change(video: np.ndarray) -> float:
+    """Mean brightness of the last frame minus the first's (all pixels and channels): which way the light went, which
+    `appearance_change` (a distance) does not say."""
+    video = as_float(video)
+    return float(video[-1].mean() - video[0].mean())
+
+
 def x_displacement(video: np.ndarray, rgb: Sequence[float]) -> float:
     """Least-squares slope of the colour's centroid column times the clip length (pixels); NaN if it is found in
     fewer than two frames."""

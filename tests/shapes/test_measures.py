@@ -1,5 +1,6 @@
 """The measurements on frames get the known answer on the world's own ground-truth clips."""
 
+import dataclasses
 import math
 
 import numpy as np
@@ -41,6 +42,13 @@ def test_appearance_measure_sees_colour_not_position(one_shape_scene):
     clip = render_video(colour_change, 8, 64)
     cuts = [measures.appearance_change(clip[:n]) for n in (5, 6, 7, 8)]
     assert measures.spearman([5, 6, 7, 8], cuts) == pytest.approx(1.0)
+
+
+def test_brightness_change_says_which_way_the_light_went(one_shape_scene):
+    scene = one_shape_scene("moves right", x=0.3)
+    brighter, darker = (render_video(dataclasses.replace(scene, light=light), 8, 64) for light in (0.15, -0.15))
+    assert measures.brightness_change(brighter) > 0.02 and measures.brightness_change(darker) < -0.02
+    assert measures.brightness_change(render_video(scene, 8, 64)) == pytest.approx(0.0, abs=1e-3)
 
 
 def test_track_continuity_drops_for_vanishing_and_noisy_frames(one_shape_scene):
