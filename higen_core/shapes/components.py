@@ -541,7 +541,7 @@ def build_components(out: str | Path, steps: int = 1200, seed: int = 0, batch_si
     tokenizer.save_pretrained(out / "tokenizer")
     text_encoder.save_pretrained(out / "text_encoder")
 
-    # 3. Appearance model and its processor: random, or trained self-supervised on the world's lit frames.
+    # 3. Appearance model and its processor: random, or trained contrastively on the world's lit clips.
     if appearance_steps > 0:
         appearance, processor = build_appearance_model(seed, TRAINED_APPEARANCE_INIT_RANGE)
         appearance_log = train_appearance_model(appearance, appearance_steps, seed)
