@@ -375,7 +375,7 @@ def _shifted_view(pixels: torch.Tensor, generator: torch.Generator) -> torch.Ten
     return views + SSL_NOISE * torch.randn(views.shape, generator=generator)
 
 
-def _lit_clips(rng: np.random.Generator, count: int) -> tuple[torch.Tensor, np.ndarray]:
+def _lit_clips(rng: np.random.Generator, count: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(count, CLIP_FRAMES, 3, 32, 32) appearance inputs of fresh lit-world clips, and whether each clip's light
     changes."""
     clips, changes = [], []
@@ -383,7 +383,7 @@ def _lit_clips(rng: np.random.Generator, count: int) -> tuple[torch.Tensor, np.n
         scene = sample_scene(int(scene_seed), lighting=True)
         clips.append(_appearance_input(render_video(scene, CLIP_FRAMES, FRAME_SIZE)))
         changes.append(scene.light != 0.0)
-    return torch.stack(clips), np.array(changes)
+    return torch.stack(clips), torch.tensor(changes)
 
 
 def _contrastive_loss(features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -416,7 +416,6 @@ def train_appearance_model(model: Dinov2Model, steps: int, seed: int = 0, batch_
     parameters = list(model.parameters()) + list(head.parameters())
     optimizer = torch.optim.AdamW(parameters, lr=learning_rate, weight_decay=0.05)
     clips, light_changes = _lit_clips(rng, pool)
-    light_changes = torch.from_numpy(light_changes)
     log, start = [], time.process_time()
     model.train()
     for step in range(steps):
