@@ -180,8 +180,10 @@ def build_prior_panel(model, example_fn=None) -> PriorPanel:
                       framing, crop_position, reframe, candidate_index, choose_candidate)
 
 
-def build_animate_panel(model) -> AnimatePanel:
-    """Step 2: the current prior, the motion prompts and factors, and the model's motion examples if it has some."""
+def build_animate_panel(model, example_fn=None) -> AnimatePanel:
+    """Step 2: the current prior, the motion prompts and factors, and the model's motion examples if it has some.
+    `example_fn`: makes an example's videos, to cache on first use (only for a model with an example prompt to make
+    their prior from); None: an example only fills the motion prompts and γm."""
     limits = model.limits
     low, high = model.motion_factor_range
     slot_count = limits["max_motion_prompts"]
@@ -202,9 +204,16 @@ def build_animate_panel(model) -> AnimatePanel:
                                           label="Appearance factor γa", elem_id="appearance-factor",
                                           info="How much the look changes from first to last frame.")
     if model.motion_examples:
-        gr.Examples(model.motion_examples, inputs=[motion_prompts, motion_factor],
-                    example_labels=model.motion_example_labels,
-                    label="Motion examples, each with the γm of its motion")
+        cached = example_fn is not None and bool(model.example_prompts)
+        # Rendered under the examples that fill it; made first because the examples name it as their output.
+        videos = gr.Gallery(label=f"An example's videos, animating \"{model.example_prompts[0]}\"" if cached else None,
+                            columns=4, height=260, fit_columns=False, object_fit="contain", interactive=False,
+                            elem_id="motion-example-videos", render=False)  # a click plays a video large
+        gr.Examples(model.motion_examples, inputs=[motion_prompts, motion_factor], outputs=[videos] if cached else None,
+                    fn=example_fn if cached else None, cache_examples=cached, cache_mode="lazy",
+                    example_labels=model.motion_example_labels, label="Motion examples, each with the γm of its motion")
+        if cached:
+            videos.render()
     with gr.Row():
         shortest, longest, step = model.duration_range
         duration = gr.Slider(shortest, longest, value=model.default_duration, step=step, label="Duration (s)",

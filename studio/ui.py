@@ -19,6 +19,7 @@ model's checks, not Gradio's conversions, answer any JSON an API client sends.
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from pathlib import Path
 
@@ -243,6 +244,17 @@ class Handlers:
         self.model.generate_prior(session, prompt_text, "", 0, False, None, None,
                                   self.model.limits["max_candidates"])
         return candidates_gallery(session)
+
+    @user_errors
+    def example_videos(self, motion_prompts, motion_factor):
+        """A motion example's videos: the first example prompt's prior (seed 0), which the model's motion examples
+        describe, animated with the example's prompts and γm and every other setting the model recommends."""
+        if [motion_prompts, motion_factor] not in self.model.motion_examples:
+            raise StudioError("Only the examples shown are made here.")
+        session = self.store.ensure(self.examples_session_id)
+        prior = self.model.generate_prior(session, self.model.example_prompts[0]).priors[0]
+        result = self.model.animate(session, motion_prompts, motion_factor, prior_id=prior.id)
+        return [(str(video.mp4_path), video.label) for video in result.videos]
 
     @user_errors
     def generate_prior(self, sid, prompt, negative_prompt, seed, randomize_seed, steps, guidance, candidates,
@@ -616,9 +628,13 @@ def create_demo(model, store: SessionStore, *, queue_size: int | None = DEFAULT_
     """`training`: a studio.train_tab.TrainingWorkspace to show the Train tab, or None.
     `allow_model_loading`: the operator's controls (loading another model, CPU offload), which change the model for
     every user; off wherever others can reach the studio (app.py decides), and then not built at all."""
-    # The examples' priors are made once, on first use, and shown to every visitor from Gradio's cache; they are made
-    # in a session of their own (a click on one encodes it as the visitor's prior).
+    # The examples' priors and videos are made once, on first use, and shown to every visitor from Gradio's cache; they
+    # are made in a session of their own (a click on a prior encodes it as the visitor's prior).
     examples_session_id = store.ensure(None).id
+    # Gradio keeps lazily cached examples across restarts, in a folder named after their place on the page and read
+    # from the environment only: inside this server's store, another model (or the same one retrained) never shows
+    # examples made by an earlier one, and they go with the store.
+    os.environ["GRADIO_EXAMPLES_CACHE"] = str(store.root / "examples")
     with StudioBlocks(title="HiGen Studio", delete_cache=(3600, 6 * 3600)) as demo:
         handlers = Handlers(model, store, demo, queue_size, examples_session_id)
         state = SessionState(gr.State(None), gr.BrowserState(None, storage_key=SESSION_STORAGE_KEY))
@@ -630,7 +646,7 @@ def create_demo(model, store: SessionStore, *, queue_size: int | None = DEFAULT_
                     with gr.Column(scale=1):
                         prior = build_prior_panel(model, handlers.example_prior)
                     with gr.Column(scale=1):
-                        step2 = build_animate_panel(model)
+                        step2 = build_animate_panel(model, handlers.example_videos)
                 videos = build_video_panel(handlers.slot_count)
                 queue = build_queue_panel()
                 history = build_history_panel(selected_history)

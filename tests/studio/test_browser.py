@@ -167,6 +167,31 @@ def test_both_steps_in_chromium(browser, app, model):
     assert session.released_at is not None
 
 
+def test_a_motion_example_shows_its_own_videos_at_a_click(browser, recommending_model, serve, tmp_path):
+    """Step 2's examples, like step 1's: a click fills the motion prompts and γm and shows the example's videos, made
+    once from the first example prompt's prior and then read from this server's cache."""
+    example_videos = "n => document.querySelectorAll('#motion-example-videos video').length == n"
+    with own_studio(recommending_model, serve, tmp_path) as studio:
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(studio.url)
+        page.wait_for_selector("#prior-generate")
+        page.get_by_text("flies left, then up (γm 40)").click()
+        page.wait_for_function(example_videos, arg=2, timeout=60_000)
+        assert page.locator("#motion-prompts textarea").input_value() == "a kite flies left\na kite flies up"
+        assert page.locator("#motion-factor input[type=number]").input_value() == "40"
+        assert "animating \"a kite over a hill\"" in page.inner_text("#motion-example-videos")
+        page.get_by_text("hangs still (γm 10)").click()
+        page.wait_for_function(example_videos, arg=1, timeout=60_000)
+        page.get_by_text("flies left, then up (γm 40)").click()
+        page.wait_for_function(example_videos, arg=2, timeout=60_000)
+        assert "a kite hangs still" not in page.inner_text("#motion-example-videos")
+        # Three videos made for three examples shown: the third click was served from the cache.
+        assert len(list((tmp_path / "sessions" / "examples").rglob("*.mp4"))) == 3
+        # The visitor's own step 2 is untouched: an example is shown, not made their prior.
+        assert "none yet" in page.inner_text("#prior-current")
+        page.close()
+
+
 def test_a_full_queue_says_so(browser, model, serve, tmp_path):
     with own_studio(model, serve, tmp_path, queue_size=0) as studio:  # every job finds the queue full
         page = browser.new_page()

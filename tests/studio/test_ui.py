@@ -1,5 +1,6 @@
 """The UI's pure helpers, its wiring (elem_ids, endpoints, queue) and the rule that the UI imports no torch."""
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -10,7 +11,8 @@ import gradio as gr
 import numpy as np
 import pytest
 
-from higen_core import video_io
+from higen_core import HiGenPipeline, video_io
+from higen_core.testing import tiny_components
 from studio import JobStopped
 from studio.access import ModelSources
 from studio.model import StudioModel
@@ -163,12 +165,17 @@ def test_the_train_tab_imports_without_the_ui():
     assert (result.returncode, result.stdout.strip()) == (0, "True"), result.stderr
 
 
+def cached_examples(demo) -> int:
+    return sum(f.name == "load_example_output" for f in demo.fns.values())
+
+
 def test_examples_are_cached_lazily_and_on_a_space_models_cannot_be_loaded_by_path(recommending_model, store, capsys):
     local = create_demo(recommending_model, store)
-    assert "load_example_output" in {f.name for f in local.fns.values()}  # locally too: a second click is instant
+    assert cached_examples(local) == 2  # both steps', locally too: a second click is instant
     demo = create_demo(recommending_model, store, on_spaces=True, allow_model_loading=False)
-    assert "load_example_output" in {f.name for f in demo.fns.values()}
-    assert "at first use" in capsys.readouterr().out  # lazily: nothing runs at start-up
+    assert cached_examples(demo) == 2
+    out = capsys.readouterr().out
+    assert "at first use" in out and str(store.root / "examples") in out  # lazily, and kept in this server's store
     ids = {b.elem_id for b in demo.blocks.values()}
     assert not ids & {"model-loading", "model-source", "model-vgen", "model-base", "model-load"}  # absent
     assert {"load_model", "toggle_offload"}.isdisjoint(f.name for f in demo.fns.values())
@@ -181,6 +188,33 @@ def test_a_cached_example_is_made_with_the_recommended_settings(recommending_mod
     assert len(gallery) == recommending_model.limits["max_candidates"]
     made = store.get(handlers.examples_session_id).current_prior
     assert (made.settings["num_inference_steps"], made.settings["guidance_scale"]) == (3, 4.5)
+
+
+def test_a_cached_motion_example_animates_the_first_example_prior(recommending_model, store):
+    handlers = Handlers(recommending_model, store, demo=None, queue_size=None,
+                        examples_session_id=store.ensure(None).id)
+    videos = handlers.example_videos("a kite flies left\na kite flies up", 40.0)
+    assert [label.split(" · ")[:3] for _, label in videos] == [["“a kite flies left”", "γm 40", "γa 0.4"],
+                                                             ["“a kite flies up”", "γm 40", "γa 0.4"]]
+    settings = video_io.read_mp4_metadata(videos[0][0])
+    assert (settings["prior"]["prompt"], settings["prior"]["seed"], settings["seed"]) == ("a kite over a hill", 0, 0)
+    assert (settings["num_inference_steps"], settings["guidance_scale"]) == (3, 4.5)  # the model's recommendations
+    # The examples' own session makes them: no visitor's history or current prior changes.
+    made = store.get(handlers.examples_session_id).last_videos
+    assert [video.id for video in made] == [record_id_from_path(path) for path, _ in videos]
+    # What the page does not show is not made: the endpoint is public, as every cached example's is.
+    with pytest.raises(gr.Error, match="Only the examples shown"):
+        handlers.example_videos("a kite flies left", 40.0)
+    with pytest.raises(gr.Error, match="Only the examples shown"):
+        handlers.example_videos("a kite hangs still", 11.0)
+
+
+def test_motion_examples_without_an_example_prompt_only_fill_the_inputs(recommending_model, store):
+    settings = dataclasses.replace(recommending_model.settings, example_prompts=())
+    model = StudioModel(HiGenPipeline(**tiny_components(), settings=settings), "no prior example")
+    demo = create_demo(model, store)
+    assert cached_examples(demo) == 0 and motion_example_rows(demo) is not None
+    assert "motion-example-videos" not in {b.elem_id for b in demo.blocks.values()}
 
 
 def test_outputs_look_like_outputs(model, store):
