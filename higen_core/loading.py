@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 from huggingface_hub.errors import HFValidationError
 from huggingface_hub.utils import validate_repo_id
+from safetensors import SafetensorError
 
 from .lora import LORA_WEIGHT_NAME
 from .pipeline_higen import HiGenPipeline
@@ -157,6 +158,6 @@ def apply_lora(pipe, source: str | os.PathLike, scale: float = 1.0, adapter_name
         pipe.delete_adapters(adapter_name)
     try:
         pipe.load_lora_weights(str(path) if path.exists() else str(source), adapter_name=adapter_name, **kwargs)
-    except (OSError, KeyError, RuntimeError) as error:  # unreadable, or adapters that do not fit this UNet
+    except (OSError, KeyError, RuntimeError, SafetensorError) as error:  # unreadable, or adapters that do not fit
         raise ValueError(f"cannot load the LoRA {source} into this model: {error}") from None
     pipe.set_adapters([adapter_name], adapter_weights=[scale])

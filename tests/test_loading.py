@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import warnings
@@ -9,7 +10,8 @@ import warnings
 import pytest
 import torch
 
-from higen_core import PipelineLoadError, load_pipeline, set_cpu_threads
+from higen_core import HiGenPipeline, PipelineLoadError, load_pipeline, set_cpu_threads
+from higen_core.loading import is_hub_id, resolve_device, resolve_dtype
 from higen_core.testing import tiny_pipeline
 
 
@@ -35,6 +37,8 @@ def test_tiny_is_built_in_code():
 
 @pytest.mark.parametrize("make, message", [
     (lambda tmp: str(tmp / "missing"), "no such folder: "),
+    (lambda tmp: (tmp / "model_index.json").write_text("[1, 2") and str(tmp),
+     "model_index.json is not a valid pipeline index (expected a JSON object)."),
     (lambda tmp: str(tmp), "is not a pipeline folder (it has no model_index.json)"),
     (lambda tmp: (tmp / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionPipeline"}))
      and str(tmp), "holds a StableDiffusionPipeline, not a HiGenPipeline"),
@@ -43,6 +47,24 @@ def test_folder_mistakes_are_one_line(tmp_path, make, message):
     with pytest.raises(PipelineLoadError, match=message.replace("(", r"\(").replace(")", r"\)")) as error:
         load_pipeline(make(tmp_path))
     assert "\n" not in str(error.value)
+
+
+def test_a_folder_that_fails_to_load_says_why_in_one_line(folder, tmp_path):
+    broken = tmp_path / "broken"
+    shutil.copytree(folder, broken)
+    shutil.rmtree(broken / "unet")
+    with pytest.raises(PipelineLoadError) as error:
+        load_pipeline(str(broken))
+    reason = " ".join(str(error.value.__cause__).split())
+    assert str(error.value) == f"cannot load a HiGen pipeline from {broken}: {reason}"
+
+
+@pytest.mark.parametrize("source, expected", [
+    ("owner/name", True), ("owner/name.v2", True), ("name", False), ("owner/name/more", False),
+    ("./owner/name", False), ("~/name", False), ("owner//name", False),
+])
+def test_hub_ids_are_told_from_paths(source, expected):
+    assert is_hub_id(source) is expected
 
 
 def test_a_relative_path_whose_folder_exists_is_not_taken_for_a_hub_id(tmp_path, monkeypatch):
@@ -63,6 +85,30 @@ def test_option_mistakes_are_one_line(kwargs, message):
         load_pipeline("tiny", **kwargs)
 
 
+def test_loading_builds_in_the_asked_dtype_with_a_silent_progress_bar_unless_asked():
+    pipe = load_pipeline("tiny", dtype="float16")
+    assert pipe.unet.dtype == pipe.vae.dtype == torch.float16
+    assert pipe._progress_bar_config == {"disable": True}
+    assert load_pipeline("tiny", progress_bar=True)._progress_bar_config == {"disable": False}
+
+
+def test_a_gpu_gets_half_precision_by_default_and_offload_where_asked(monkeypatch):
+    """What a machine with a GPU gets, checked here by telling torch it has one and recording what the pipeline is
+    asked to do (moving anything to a GPU needs one)."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve_device(None) == torch.device("cuda")
+    assert resolve_dtype(None, torch.device("cuda")) == torch.float16
+    assert resolve_dtype(None, torch.device("cpu")) == torch.float32
+    calls = []
+    for name in ("enable_model_cpu_offload", "enable_sequential_cpu_offload", "to"):
+        monkeypatch.setattr(HiGenPipeline, name, lambda self, *a, _name=name, **k: calls.append((_name, a, k)))
+    for offload in ("model", "sequential", None):
+        load_pipeline("tiny", device="cuda:1", dtype="float32", offload=offload)
+    assert calls == [("enable_model_cpu_offload", (), {"device": torch.device("cuda:1")}),
+                     ("enable_sequential_cpu_offload", (), {"device": torch.device("cuda:1")}),
+                     ("to", (torch.device("cuda:1"),), {})]
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without a GPU")
 def test_cuda_without_a_gpu_says_so():
     with pytest.raises(PipelineLoadError, match="no CUDA GPU"):
@@ -75,3 +121,16 @@ def test_cpu_threads_default_to_one_per_two_cores():
     assert out == [str(max(1, (os.cpu_count() or 2) // 2))] * 2
     with pytest.raises(PipelineLoadError, match="positive integer"):
         set_cpu_threads(0)
+
+
+@pytest.mark.parametrize("cores, threads", [(8, 4), (3, 1), (1, 1), (None, 1)])
+def test_cpu_threads_are_half_the_cores(cores, threads, monkeypatch):
+    before = torch.get_num_threads()
+    monkeypatch.setattr(os, "cpu_count", lambda: cores)
+    try:
+        assert set_cpu_threads() == torch.get_num_threads() == threads
+    finally:
+        torch.set_num_threads(before)
+    for wrong in (True, 1.0, "2", -1):
+        with pytest.raises(PipelineLoadError, match=f"CPU threads must be a positive integer; got {wrong!r}"):
+            set_cpu_threads(wrong)

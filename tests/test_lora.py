@@ -1,6 +1,8 @@
 """LoRA on the pipeline (higen_core.lora): an adapter saved in diffusers' format loads into a fresh pipeline as a
 diffusers user expects, with a scale, and unloads back to the base model."""
 
+import shutil
+
 import pytest
 import torch
 
@@ -124,6 +126,27 @@ def test_apply_lora_takes_a_folder_or_its_file_and_replaces_the_one_before(adapt
     for missing in (tmp_path / "missing", "./missing", "missing", "runs/missing/lora", "~/missing"):
         with pytest.raises(ValueError, match=f"no such LoRA folder or file: {missing}"):
             apply_lora(pipe, missing)
+
+
+def test_apply_lora_takes_a_file_of_any_name_and_a_home_relative_folder(adapter, tmp_path, monkeypatch):
+    tuned, folder = adapter
+    pipe = tiny_pipeline()
+    shutil.copy(folder / LORA_WEIGHT_NAME, tmp_path / "my-style.safetensors")
+    apply_lora(pipe, tmp_path / "my-style.safetensors")
+    torch.testing.assert_close(video(pipe), tuned, rtol=0, atol=1e-5)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    shutil.copytree(folder, tmp_path / "styles" / "mine")
+    apply_lora(pipe, "~/styles/mine", scale=0.0)
+    torch.testing.assert_close(video(pipe), video(tiny_pipeline()), rtol=0, atol=1e-5)
+
+
+def test_an_unreadable_lora_file_is_refused_in_one_line(tmp_path):
+    broken = tmp_path / "broken.safetensors"
+    broken.write_bytes(b"not a safetensors file")
+    pipe = tiny_pipeline()
+    with pytest.raises(ValueError, match=f"^cannot load the LoRA {broken} into this model: .*header") as error:
+        apply_lora(pipe, broken)
+    assert "\n" not in str(error.value) and not pipe.get_list_adapters()
 
 
 def test_a_fused_lora_gives_the_same_video_and_unfuses_to_the_base(adapter):
