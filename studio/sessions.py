@@ -105,6 +105,9 @@ class Session:
     current_prior_id: str | None = None
     history: list[PriorRecord | VideoRecord] = field(default_factory=list)  # oldest first
     last_videos: list[VideoRecord] = field(default_factory=list)
+    # Each step's "Randomize seed" as last run ("prior", "animate"), for a reopened page: the seed alone would not
+    # say whether the next run reuses it.
+    randomize_seed: dict[str, bool] = field(default_factory=dict)
     clients: set[str] = field(default_factory=set)  # open pages (Gradio session hashes) showing this session
     busy: bool = False  # a job of this session was accepted and has not ended or been stopped
     running: bool = False  # a job of this session is in its handler now (a stopped one until it has left)

@@ -121,26 +121,24 @@ def unknown_words_message(words: list[str]) -> str | None:
 
 
 def restored_inputs(session: Session) -> tuple[list, list]:
-    """Step 1's (prompt, negative prompt, seed, candidates, steps, guidance) from the session's newest batch of
-    priors and step 2's (motion prompts, γm, γa, duration, steps, guidance, seed) from its last videos; gr.skip()
-    for a step the session has not used yet."""
+    """Step 1's (prompt, negative prompt, seed, candidates, steps, guidance, randomize seed) from the session's
+    newest batch of priors and step 2's (motion prompts, γm, γa, duration, steps, guidance, seed, randomize seed)
+    from its last videos; gr.skip() for a step the session has not used yet."""
     # A batch's first candidate carries the seed the batch was asked for (candidate k used seed + k).
     made = [p for p in session.priors.values() if p.settings.get("source") == "generated"
             and p.settings.get("candidate") == 0]
-    step1 = [gr.skip()] * 6
+    step1 = [gr.skip()] * 7
     if made:
         s = made[-1].settings
         step1 = [s["prompt"], s["negative_prompt"], s["seed"], s["candidates"], s["num_inference_steps"],
-                 s["guidance_scale"]]
-    step2 = [gr.skip()] * 7
+                 s["guidance_scale"], session.randomize_seed.get("prior", gr.skip())]
+    step2 = [gr.skip()] * 8
     if session.last_videos:
         s = session.last_videos[0].settings
         step2 = ["\n".join(s["batch"]["motion_prompts"]), s["motion_factor"], s["appearance_factor"],
-                 s["num_frames"] / s["fps"], s["num_inference_steps"], s["guidance_scale"], s["seed"]]
+                 s["num_frames"] / s["fps"], s["num_inference_steps"], s["guidance_scale"], s["seed"],
+                 session.randomize_seed.get("animate", gr.skip())]
     return step1, step2
-
-
-
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -264,6 +262,7 @@ class Handlers:
         with self.job(session):
             request = self.model.check_prior_request(prompt, negative_prompt, seed, randomize_seed, steps,
                                                      guidance, candidates)
+            session.randomize_seed["prior"] = randomize_seed
             self.warn_unknown_words(request.prompt)
             previous = session.current_prior
             batch = self.model.generate_prior(session, prompt, negative_prompt, seed, randomize_seed, steps,
@@ -320,6 +319,7 @@ class Handlers:
         with self.job(session):
             r = self.animate_request(session, motion_prompts, motion_factor, appearance_factor, duration, steps,
                                      guidance, seed, randomize_seed, interpolation, upscale, quality)
+            session.randomize_seed["animate"] = randomize_seed
             self.warn_unknown_words(*r.prompts)
             result = self.model.animate(session, r.prompts, r.motion_factor, r.appearance_factor, r.num_frames,
                                         r.steps, r.guidance, r.seed, False, progress=progress,
@@ -375,6 +375,7 @@ class Handlers:
         """Step 1 as a queued job: the values checked now (a random seed picked now), run when its turn comes."""
         session = self.store.ensure(sid)
         r = self.model.check_prior_request(prompt, negative_prompt, seed, randomize_seed, steps, guidance, candidates)
+        session.randomize_seed["prior"] = randomize_seed
 
         def run() -> str:
             with self.job(session):
@@ -391,6 +392,7 @@ class Handlers:
         session = self.store.ensure(sid)
         r = self.animate_request(session, motion_prompts, motion_factor, appearance_factor, duration, steps, guidance,
                                  seed, randomize_seed, interpolation, upscale, quality)
+        session.randomize_seed["animate"] = randomize_seed
 
         def run() -> str:
             with self.job(session):
@@ -540,8 +542,8 @@ def wire_events(demo: gr.Blocks, on: Handlers, state: SessionState, prior: Prior
     demo.load(on.restore, [state.browser_session],
               [sid, state.browser_session, prior.gallery, step2.current, history.gallery, *videos.outputs,
                prior.prompt, prior.negative, prior.seed, prior.candidates, prior.steps, prior.guidance,
-               step2.motion_prompts, step2.motion_factor, step2.appearance_factor, step2.duration, step2.steps,
-               step2.guidance, step2.seed],
+               prior.randomize, step2.motion_prompts, step2.motion_factor, step2.appearance_factor, step2.duration,
+               step2.steps, step2.guidance, step2.seed, step2.randomize],
               **QUICK_EVENT)
     demo.unload(on.release)
 

@@ -259,6 +259,9 @@ def test_the_page_is_calm_and_remembers(browser, model, serve, tmp_path):
         assert page.locator("#motion-factor input[type=number]").input_value() == "30"
         assert page.locator("#animate-duration input[type=number]").input_value() == "0.375"
         assert page.locator("#animate-seed input").input_value() == "5"
+        # The seeds were fixed, and stay fixed: the next run reuses them.
+        assert not page.locator("#prior-randomize input").is_checked()
+        assert not page.locator("#animate-randomize input").is_checked()
         page.close()
 
 

@@ -260,10 +260,13 @@ def test_a_refreshed_page_gets_its_last_values_back(model, store):
     handlers.run_animate(sid, "it flies left\nit dives", 40, 0.3, 0.375, 2, 2.5, 9, False)  # 3 frames at 8 fps
     values = handlers.restore(sid, SimpleNamespace(session_hash="page-2"))
     assert values[0] == sid
-    assert values[-13:] == ["a red kite", "blurry", 7, 2, 2, 1.5,
-                            "it flies left\nit dives", 40.0, 0.3, 0.375, 2, 2.5, 9]
+    # The seeds were fixed: a reopened page keeps "Randomize seed" unticked, so the next run reuses them.
+    assert values[-15:] == ["a red kite", "blurry", 7, 2, 2, 1.5, False,
+                            "it flies left\nit dives", 40.0, 0.3, 0.375, 2, 2.5, 9, False]
     fresh = handlers.restore(None, SimpleNamespace(session_hash="page-3"))
-    assert fresh[-13:] == [gr.skip()] * 13  # a new visitor keeps the controls' defaults
+    assert fresh[-15:] == [gr.skip()] * 15  # a new visitor keeps the controls' defaults
+    handlers.run_animate(sid, "it flies left", 40, 0.3, 0.375, 2, 2.5, 9, True)
+    assert handlers.restore(sid, SimpleNamespace(session_hash="page-4"))[-1] is True
 
 
 def test_each_page_shows_a_running_animations_newest_preview_once(model, store):
