@@ -213,6 +213,14 @@ def frame_image(image: PIL.Image.Image, width: int, height: int, framing: str, p
     return image.crop((0, top, w, top + kept))
 
 
+def time_left(elapsed: float, done: int, total: int) -> str:
+    """"about N s left" (or min) after `done` of `total` steps took `elapsed` seconds; "" once all are done."""
+    if done >= total:
+        return ""
+    seconds = elapsed / done * (total - done)
+    return f"about {seconds:.0f} s left" if seconds < 90 else f"about {seconds / 60:.0f} min left"
+
+
 def shown_name(source: str, parts: int = 1) -> str:
     """How a model or LoRA is named on the page and in every file the studio writes: a folder or file by the last
     `parts` parts of its path, never its whole path on the server (which would tell visitors how the server is laid
@@ -428,9 +436,11 @@ class StudioModel:
     @staticmethod
     def _step_callback(stop: StopFlag | None, progress, total: int, desc: str, seen: dict | None = None,
                        preview=None):
-        """The pipeline's step callback: reports progress, keeps the latest clean prediction in `seen` (what Stop
-        keeps), calls `preview(i, denoised)` every `PREVIEW_EVERY` of the steps, and leaves the loop on Stop."""
+        """The pipeline's step callback: reports progress with the time left, keeps the latest clean prediction in
+        `seen` (what Stop keeps), calls `preview(i, denoised)` every `PREVIEW_EVERY` of the steps, and leaves the
+        loop on Stop."""
         every = max(1, round(total * PREVIEW_EVERY))
+        started = time.monotonic()
 
         def callback(pipe, i, t, tensors):
             if seen is not None:
@@ -438,7 +448,8 @@ class StudioModel:
             if stop is not None and stop.is_set():
                 raise _Stopped
             if progress is not None:
-                progress((i + 1, total), desc=desc)
+                left = time_left(time.monotonic() - started, i + 1, total)
+                progress((i + 1, total), desc=f"{desc} · {left}" if left else desc)
             if preview is not None and (i + 1) % every == 0 and i + 1 < total:
                 preview(i + 1, tensors["denoised"])
             return {}

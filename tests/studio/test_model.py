@@ -23,7 +23,7 @@ from higen_core.shapes.world import parse_caption
 from studio import JobStopped, StudioError
 from studio.access import ModelSources
 from studio.model import (MAX_MOTION_PROMPTS, StudioModel, animate_gpu_seconds, convert_vgen_cached,
-                          parse_motion_prompts, zero_gpu)
+                          parse_motion_prompts, time_left, zero_gpu)
 
 FAST = {"steps": 2, "guidance": 1.0}  # the fewest steps that still have a middle; no guidance halves the batch
 
@@ -140,6 +140,17 @@ def test_a_stopped_prior_job_keeps_nothing(model, session):
         model.generate_prior(session, "a red ball", seed=1, steps=5, guidance=1.0,
                              progress=lambda step, desc=None: model.request_stop(session))
     assert sorted(session.folder.iterdir()) == before and not session.stop.is_set()
+
+
+def test_progress_says_how_long_is_left(model, session):
+    reports = []
+    model.generate_prior(session, "a ball", steps=3, guidance=1.0,
+                         progress=lambda step, desc=None: reports.append((step, desc)))
+    assert [step for step, _ in reports] == [(1, 3), (2, 3), (3, 3)]
+    assert all(re.search(r" · about \d+ s left$", desc) for _, desc in reports[:2])
+    assert " left" not in reports[-1][1]  # done
+    assert (time_left(20, 2, 10), time_left(60, 1, 3), time_left(5, 4, 4)) == ("about 80 s left", "about 2 min left",
+                                                                               "")
 
 
 def test_an_animation_shows_a_live_preview_while_it_runs(model, session):
