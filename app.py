@@ -16,6 +16,7 @@ import argparse
 import os
 import signal
 import sys
+import warnings
 from pathlib import Path
 
 from studio import StudioError
@@ -121,6 +122,9 @@ def main(argv=None) -> int:
     demo = create_demo(model, store, queue_size=args.queue_size, on_spaces=args.on_spaces,
                        allow_model_loading=not args.public, training=training)
     signal.signal(signal.SIGTERM, stop_on_sigterm)
+    # Gradio warns of the session endpoints' gr.State input, although they are no MCP tools (studio.events.
+    # session_endpoint): the one tool, text_to_video, has none.
+    warnings.filterwarnings("ignore", message="This MCP server includes a tool that has a gr.State input")
     try:
         demo.launch(server_name=args.host, server_port=args.port, share=args.share, auth=args.auth,
                     **LAUNCH_OPTIONS)

@@ -57,6 +57,15 @@ class StudioBlocks(gr.Blocks):
             raise gr.Error(MALFORMED_REQUEST.format(count=len(block_fn.inputs)), print_exception=False) from None
 
 
+def session_endpoint(fn):
+    """Marks a handler whose public endpoint acts on the caller's session (a prior made by one call is animated by
+    the next): for gradio_client, whose calls share one, but not an MCP tool, since an MCP agent's calls share none
+    and it could only fail there. Gradio lists every public endpoint as an MCP tool except those that its gr.mcp
+    decorators mark as another kind (a resource, a prompt); this mark names no kind at all."""
+    fn._mcp_type = "session endpoint"
+    return fn
+
+
 def user_errors(fn):
     """Handlers raise StudioError with text meant for the person at the keyboard: show it as a Gradio error, without
     a traceback in the server's log (it is the person's mistake, not the server's). A job stopped on request changes

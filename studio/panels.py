@@ -144,7 +144,8 @@ def build_prior_panel(model, example_fn=None) -> PriorPanel:
     gr.Markdown("### 1 · Spatial prior")
     prompt = gr.Textbox(label="Prompt", lines=2, elem_id="prior-prompt", info="Shift+Enter: Generate prior.",
                         placeholder=next(iter(model.example_prompts), PROMPT_PLACEHOLDER))
-    negative = gr.Textbox(label="Negative prompt", elem_id="prior-negative",
+    # An empty value, not none: API clients may then leave it out.
+    negative = gr.Textbox("", label="Negative prompt", elem_id="prior-negative",
                           placeholder="what the picture should not show (optional)")
     with gr.Row():
         seed = gr.Number(0, label="Seed", precision=0, minimum=0, maximum=limits["max_seed"], elem_id="prior-seed",
@@ -194,7 +195,7 @@ def build_animate_panel(model, example_fn=None) -> AnimatePanel:
                                elem_id="prior-current")
             gr.Markdown(PRIOR_NOTE, elem_id="prior-note")
         with gr.Column():
-            motion_prompts = gr.Textbox(label=f"Motion prompts: one per line, up to {slot_count}", lines=3,
+            motion_prompts = gr.Textbox("", label=f"Motion prompts: one per line, up to {slot_count}", lines=3,
                                         max_lines=slot_count, elem_id="motion-prompts",
                                         info="Enter: a new line. Shift+Enter: Animate.",
                                         placeholder="Empty: the prior's prompt")

@@ -26,7 +26,7 @@ from pathlib import Path
 import gradio as gr
 
 from . import StudioError, inputs
-from .events import GPU_EVENT, QUICK_EVENT, UI_EVENT, StudioBlocks, user_errors
+from .events import GPU_EVENT, QUICK_EVENT, UI_EVENT, StudioBlocks, session_endpoint, user_errors
 from .jobs import JobQueue
 from .panels import (AnimatePanel, HistoryPanel, ModelPanel, PriorPanel, QueuePanel, SessionState, VideoPanel,
                      build_animate_panel, build_header, build_history_panel, build_model_panel, build_prior_panel,
@@ -254,6 +254,7 @@ class Handlers:
         result = self.model.animate(session, motion_prompts, motion_factor, prior_id=prior.id)
         return [(str(video.mp4_path), video.label) for video in result.videos]
 
+    @session_endpoint
     @user_errors
     def generate_prior(self, sid, prompt, negative_prompt, seed, randomize_seed, steps, guidance, candidates,
                        motion_prompts, progress=gr.Progress()):
@@ -278,21 +279,24 @@ class Handlers:
         prior = self.model.choose_prior(session, gallery_path(gallery_value[evt.index]), prompt=prompt_text)
         return session.id, current_prior_image(session), default_motion_prompts(motion_prompts, previous, prior)
 
+    @session_endpoint
     @user_errors
-    def choose_candidate(self, sid, index, motion_value):
+    def choose_candidate(self, sid, index, motion_prompts=None):
         """Make one of the last "Generate prior" candidates the current prior, as a click on it does.
 
         Args:
             index: the candidate's place in the gallery, from 0.
-            motion_value: the motion prompts so far; the chosen prior's prompt replaces them unless they were edited.
+            motion_prompts: the motion prompts so far; the chosen prior's prompt replaces them unless they were
+                edited.
         """
-        motion_prompts = motion_text(motion_value)
+        motion_prompts = motion_text(motion_prompts)
         session = self.store.ensure(sid)
         index = self.model.candidate_index(session, index)
         previous = session.current_prior
         prior = session.make_current(session.candidates[index])
         return session.id, current_prior_image(session), default_motion_prompts(motion_prompts, previous, prior)
 
+    @session_endpoint
     @user_errors
     def use_image(self, sid, image, motion_prompts, framing="crop", crop_position=0.5):
         """Your own image as the spatial prior.
@@ -310,6 +314,7 @@ class Handlers:
             prior = self.model.use_image(session, image, framing=framing, position=crop_position)
         return session.id, current_prior_image(session), default_motion_prompts(motion_prompts, previous, prior)
 
+    @session_endpoint
     @user_errors
     def run_animate(self, sid, motion_prompts, motion_factor, appearance_factor, duration, steps, guidance, seed,
                     randomize_seed, interpolation=1, upscale=1, quality=None, progress=gr.Progress()):
@@ -453,6 +458,7 @@ class Handlers:
             time.sleep(0.05)
         return self.videos_and_history(session)
 
+    @session_endpoint
     @user_errors
     def request_stop(self, sid):
         """Stop, with a calm message either way: the job stops at its next step; `cancels` drops waiting ones."""

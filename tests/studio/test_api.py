@@ -1,5 +1,6 @@
 """The named endpoints, driven with gradio_client against the app served on 127.0.0.1."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -59,8 +60,9 @@ def test_a_client_picks_a_candidate_as_a_click_does(app):
     client = Client(app.url, verbose=False)
     with pytest.raises(Exception, match="no candidates yet"):
         client.predict(0, "", api_name="/choose_candidate")
-    client.predict("a green cone", "", 30, False, 2, 1.0, 3, "", api_name="/generate_prior")
-    current, motion = client.predict(2, "", api_name="/choose_candidate")
+    client.predict("a green cone", seed=30, randomize_seed=False, steps=2, guidance=1.0, candidates=3,
+                   api_name="/generate_prior")  # what is left out takes the page's starting value
+    current, motion = client.predict(2, api_name="/choose_candidate")
     assert current["label"] == "Current prior · seed 32" and Path(current["value"]).is_file()
     _, settings, _ = client.predict("it turns", 60, 1.0, 0.25, 1, 1.0, 1, False, api_name="/animate")
     assert settings[0]["prior"]["seed"] == 32 and motion == "a green cone"
@@ -68,15 +70,20 @@ def test_a_client_picks_a_candidate_as_a_click_does(app):
         client.predict(3, "", api_name="/choose_candidate")
 
 
-def test_the_endpoints_are_mcp_tools(app):
+def test_the_one_mcp_tool_needs_no_session(app):
     import httpx
 
-    tools = {tool["name"]: tool for tool in httpx.get(app.url + "gradio_api/mcp/schema").json()}
-    # Exactly the named endpoints: no private event of the page (checks, previews, model loading) is a tool.
-    assert set(tools) == {"generate_prior", "choose_candidate", "use_image", "run_animate", "request_stop",
-                          "text_to_video"}
-    assert "sid" not in tools["text_to_video"]["inputSchema"]["properties"]  # no session state to carry over
-    assert tools["choose_candidate"]["inputSchema"]["properties"]["index"]["description"].startswith("the candidate")
+    # What an MCP client asks for: the tools/list request of the protocol, over its streamable HTTP transport.
+    listed = httpx.post(app.url + "gradio_api/mcp/", json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
+                        headers={"accept": "application/json, text/event-stream"}, timeout=30)
+    data = next(line for line in listed.text.splitlines() if line.startswith("data:"))
+    tools = {tool["name"]: tool for tool in json.loads(data[len("data:"):])["result"]["tools"]}
+    # One tool: an agent's calls share no session, so the endpoints that act on one (a prior made by one call,
+    # animated by the next) would only fail there; no private event of the page (checks, previews, model loading)
+    # is a tool either.
+    assert set(tools) == {"text_to_video"}
+    properties = tools["text_to_video"]["inputSchema"]["properties"]
+    assert "sid" not in properties and properties["prompt"]["description"].startswith("what the picture shows")
 
 
 def test_both_steps_in_one_call_need_no_session(app):
