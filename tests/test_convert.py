@@ -1,10 +1,11 @@
 import pickle
+import re
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from higen_core import HiGenPipeline
+from higen_core import HiGenPipeline, HiGenUNet3DModel
 import higen_core.convert as convert_module
 from higen_core.convert import convert_to_pipeline, convert_vgen_state_dict, load_vgen_unet, main, unet_config_from_vgen
 from higen_core.settings import released_settings
@@ -85,6 +86,10 @@ def test_mismatches_are_named_with_their_counts_and_shapes(reference, reference_
     names = [f"input_blocks.9{i:02d}.0.weight" for i in range(25)]
     assert f"25 keys of the checkpoint belong to no module of this configuration (left over): {names[:20]} ..." in \
         str(error.value)
+    for count, more in ((20, ""), (21, " ...")):  # the names are cut after 20
+        unknown = {**state, **{f"input_blocks.9{i:02d}.0.weight": torch.zeros(1) for i in range(count)}}
+        with pytest.raises(ValueError, match=re.escape(f"{names[:20]}{more}. Check")):
+            load_vgen_unet(unknown, **reference_meta["config"])
     one_unknown = {**state, "input_blocks.99.0.weight": torch.zeros(1)}
     with pytest.raises(ValueError, match=r"\['input_blocks.99.0.weight'\]\. Check the UNetSD_HiGen"):
         load_vgen_unet(one_unknown, **reference_meta["config"])
@@ -104,6 +109,8 @@ def test_every_constructor_argument_reaches_the_model_config():
         attention_levels=(False, True), attention_head_dim=16, stem_attention_heads=2, temporal_attention=False,
         text_embed_dim=768, cross_attention_dim=1024, use_text_resampler=True, resampler_tokens=7, resampler_depth=3,
         dropout=0.25)
+    with torch.device("meta"):
+        assert HiGenUNet3DModel(**config).config.stem_attention_heads == 2  # a configuration the model builds from
     with pytest.raises(NotImplementedError,
                        match=r"^use_fps_condition=True: no released HiGen model uses an fps embedding\.$"):
         unet_config_from_vgen(use_fps_condition=True)
@@ -113,7 +120,9 @@ def test_the_cli_documents_its_flags_and_names_those_missing(capsys):
     with pytest.raises(SystemExit) as done:
         main(["--help"])
     assert done.value.code == 0
-    shown = " ".join(capsys.readouterr().out.split())
+    out = capsys.readouterr().out
+    assert "\n    python -m higen_core.convert --vgen-checkpoint " in out  # the example keeps its own line
+    shown = " ".join(out.split())
     assert shown.startswith("usage: python -m higen_core.convert [-h] --vgen-checkpoint VGEN_CHECKPOINT --base BASE "
                             "--out OUT")
     assert " ".join(convert_module.__doc__.split()) in shown  # the module's text, its example command included

@@ -59,9 +59,25 @@ def test_a_folder_that_fails_to_load_says_why_in_one_line(folder, tmp_path):
     assert str(error.value) == f"cannot load a HiGen pipeline from {broken}: {reason}"
 
 
+@pytest.mark.parametrize("error, reason", [
+    (OSError("a\n  multi-line\treason"), "a multi-line reason"),
+    (RuntimeError(), "RuntimeError"),  # no text: its kind
+    (OSError("x" * 600), "x" * 500),  # cut to one readable line
+])
+def test_the_reason_a_load_failed_is_one_line(folder, monkeypatch, error, reason):
+    def fail(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(HiGenPipeline, "from_pretrained", fail)
+    with pytest.raises(PipelineLoadError) as raised:
+        load_pipeline(str(folder))
+    assert str(raised.value) == f"cannot load a HiGen pipeline from {folder}: {reason}"
+
+
 @pytest.mark.parametrize("source, expected", [
     ("owner/name", True), ("owner/name.v2", True), ("name", False), ("owner/name/more", False),
-    ("./owner/name", False), ("~/name", False), ("owner//name", False),
+    ("./owner/name", False), ("~/name", False), ("owner//name", False), ("own er/name", False),
+    ("owner/na:me", False),
 ])
 def test_hub_ids_are_told_from_paths(source, expected):
     assert is_hub_id(source) is expected

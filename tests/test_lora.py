@@ -132,12 +132,22 @@ def test_apply_lora_takes_a_file_of_any_name_and_a_home_relative_folder(adapter,
     tuned, folder = adapter
     pipe = tiny_pipeline()
     shutil.copy(folder / LORA_WEIGHT_NAME, tmp_path / "my-style.safetensors")
+    shutil.copy(folder / LORA_WEIGHT_NAME, tmp_path / "another-style.safetensors")  # the file named is the one read
     apply_lora(pipe, tmp_path / "my-style.safetensors")
     torch.testing.assert_close(video(pipe), tuned, rtol=0, atol=1e-5)
     monkeypatch.setenv("HOME", str(tmp_path))
     shutil.copytree(folder, tmp_path / "styles" / "mine")
     apply_lora(pipe, "~/styles/mine", scale=0.0)
     torch.testing.assert_close(video(pipe), video(tiny_pipeline()), rtol=0, atol=1e-5)
+
+
+def test_a_hub_id_goes_to_the_hub_as_it_is(monkeypatch):
+    pipe = tiny_pipeline()
+    asked = []
+    monkeypatch.setattr(pipe, "load_lora_weights", lambda source, **kwargs: asked.append((source, kwargs)))
+    monkeypatch.setattr(pipe, "set_adapters", lambda *args, **kwargs: None)
+    apply_lora(pipe, "owner/kite-style", scale=0.5)
+    assert asked == [("owner/kite-style", {"adapter_name": "lora"})]
 
 
 def test_an_unreadable_lora_file_is_refused_in_one_line(tmp_path):
