@@ -41,8 +41,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import diffusers
+import huggingface_hub
 import numpy as np
 import torch
+import transformers
 from accelerate import Accelerator, PartialState
 from accelerate.logging import get_logger
 from accelerate.utils import DistributedDataParallelKwargs, ProjectConfiguration, set_seed
@@ -168,6 +171,10 @@ class Run:
             torch.set_num_threads(config.cpu_threads)
         torch.backends.cuda.matmul.allow_tf32 = config.allow_tf32  # Ampere+: ~2x faster float32 matmuls
         torch.backends.cudnn.allow_tf32 = config.allow_tf32
+        if not config.progress_bar:  # nor those of loading and saving models, which a log file would fill up with
+            huggingface_hub.utils.disable_progress_bars()
+            diffusers.utils.logging.disable_progress_bar()
+            transformers.utils.logging.disable_progress_bar()
         self.resume_from = resolve_resume(config.resume, self.output_dir)
         self.log_path = self.output_dir / "logs" / "train_log.jsonl"
         if self.accelerator.is_main_process:
@@ -382,6 +389,10 @@ class Run:
         self.progress.update(1)
         self.progress.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{record['lr']:.2e}", kind=report.kind,
                                   sps=f"{record['samples_per_s']:.1f}")
+        if not self.config.progress_bar:  # a log file: one plain line per step instead of a bar's refreshes
+            self.accelerator.print(f"step {self.step}/{self.config.max_train_steps} · {report.kind} · loss "
+                                   f"{record['loss']:.4f} · lr {record['lr']:.2e} · "
+                                   f"{record['samples_per_s']:.1f} samples/s", flush=True)
 
     def save_and_sample(self) -> None:
         """The periodic checkpoint and sample videos, when this step is due for them."""

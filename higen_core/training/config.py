@@ -195,7 +195,8 @@ class TrainConfig:
         None, "Motion factor of the sample videos; null: the one the model recommends (its pipeline's `settings`, "
         "else the paper's 500 when its trained motion_factor_range holds it, else the middle of that range).",
         "output")
-    progress_bar: bool = _field(True, "Show a tqdm progress bar.", "output")
+    progress_bar: bool = _field(True, "Show a tqdm progress bar (off: no progress bars, and one line per step).",
+                                "output")
 
     # ------------------------------------------------------------------------------------------------------------
     def to_dict(self) -> dict:

@@ -3,6 +3,7 @@ rules, exact resume, clean stop on SIGTERM, bad data, non-finite losses, the mod
 the settings a fine-tuned model keeps."""
 
 import json
+import re
 import os
 import signal
 import subprocess
@@ -119,12 +120,19 @@ def test_end_to_end_writes_checkpoints_log_samples_and_a_loadable_pipeline(tmp_p
     assert video.latents.shape == (1, 4, 8, 8, 8) and torch.isfinite(video.latents).all()
 
 
-def test_the_tiny_config_as_committed_trains_from_the_repository_root(tmp_path, monkeypatch):
+def test_the_tiny_config_as_committed_trains_from_the_repository_root(tmp_path, monkeypatch, capfd):
     monkeypatch.chdir(REPO)  # its data path, assets/tiny-data, is relative to the working directory
     out = tmp_path / "run"
     argv = ["--config", "higen_core/configs/train-tiny.yaml", "--output-dir", str(out), "--max-train-steps", "2",
             "--progress-bar", "false"]
     assert main(argv) == 0
+    # Without the bar (a log file): one plain line per step, and no bar of loading or saving either.
+    printed = capfd.readouterr()
+    steps = [line for line in printed.out.splitlines() if line.startswith("step ")]
+    assert [line.split(" · ")[0] for line in steps] == ["step 1/2", "step 2/2"]
+    assert all(re.fullmatch(r"step \d/2 · (video|image) · loss \d+\.\d{4} · lr \S+ · \d+\.\d samples/s", line)
+               for line in steps)
+    assert "it/s]" not in printed.out + printed.err and "%|" not in printed.out + printed.err
     assert [json.loads(line)["step"] for line in (out / "logs" / "train_log.jsonl").read_text().splitlines()] == [1, 2]
     assert json.loads((out / "logs" / "data_skips.json").read_text())["total"] == 0
     assert (out / FINAL_UNET).is_file() and read_state(latest_checkpoint(out))["step"] == 2
