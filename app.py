@@ -68,7 +68,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--allow-models", nargs="+", metavar="DIR_OR_HUB_ID",
                         help="what the Model panel may load besides \"tiny\": folders (and what is inside them) "
                              "and hub ids (default: the folder of --model and the cache dir); local use only")
-    parser.add_argument("--workspace", default="workspace", help="the Train tab's folder (default: ./workspace)")
+    parser.add_argument("--workspace", default="workspace",
+                        help="the Train tab's folder (default: ./workspace); the Model panel may load what it trains")
     parser.add_argument("--cache-dir", help="where converted VGen checkpoints are kept (default: "
                                             "~/.cache/higen-studio or $HIGEN_STUDIO_CACHE)")
     parser.add_argument("--queue-size", type=int, default=16, help="jobs that may wait in line (default: 16)")
@@ -117,6 +118,7 @@ def main(argv=None) -> int:
         from studio.train_tab import TrainingWorkspace
 
         training = TrainingWorkspace(args.workspace)
+        model.sources = model.sources.with_folders(training.root)  # what it trains, the Model panel may load
     store = SessionStore()
     store.start_reaper()
     demo = create_demo(model, store, queue_size=args.queue_size, on_spaces=args.on_spaces,

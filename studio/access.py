@@ -19,6 +19,11 @@ from . import StudioError
 TINY = "tiny"
 # owner/name, as the Hugging Face hub spells a model id.
 HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*")
+# What `ModelSources.found` looks through: run folders (RUN/final, RUN/lora) sit two or three levels down.
+FIND_DEPTH = 4
+FIND_LIMIT = 100
+# The file of a LoRA folder (as higen_core.lora writes it; the UI imports no torch, so it is not imported from there).
+LORA_WEIGHT_NAME = "pytorch_lora_weights.safetensors"
 REFUSED = ('The studio cannot load that. Give "tiny", or a pipeline folder (or VGen checkpoint file, or LoRA) inside '
            "the folders this studio allows (python app.py --allow-models).")
 
@@ -67,6 +72,35 @@ class ModelSources:
         # The cache may not exist yet: the first conversion makes it.
         folders.append(Path(cache_dir).expanduser().resolve())
         return cls(tuple(dict.fromkeys(folders)))
+
+    def with_folders(self, *folders) -> ModelSources:
+        """These sources and `folders` (e.g. the Train tab's workspace, whose runs the studio may then load)."""
+        added = (Path(folder).expanduser().resolve() for folder in folders)
+        return ModelSources(tuple(dict.fromkeys((*self.folders, *added))), self.hub_ids)
+
+    def found(self, max_depth: int = FIND_DEPTH, limit: int = FIND_LIMIT) -> tuple[list[str], list[str]]:
+        """(pipeline folders, LoRA folders) inside the allowed folders, each at most `max_depth` levels down and at
+        most `limit` of each, sorted: what "Load model" and "Apply LoRA" offer to pick. Hidden folders are skipped."""
+        pipelines, loras = [], []
+
+        def visit(folder: Path, depth: int) -> None:
+            if (folder / "model_index.json").is_file():
+                pipelines.append(str(folder))
+                return  # a pipeline's own subfolders hold its parts, not other models
+            if (folder / LORA_WEIGHT_NAME).is_file():
+                loras.append(str(folder))
+            if depth < max_depth:
+                try:
+                    children = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+                except OSError:  # unreadable: nothing to offer from it
+                    return
+                for child in children:
+                    visit(child, depth + 1)
+
+        for folder in self.folders:
+            if folder.is_dir():
+                visit(folder, 0)
+        return sorted(dict.fromkeys(pipelines))[:limit], sorted(dict.fromkeys(loras))[:limit]
 
     def pipeline(self, text: str) -> str:
         """A "Load model" source as the loader takes it: "tiny", an allowed hub id, or the resolved path of an

@@ -111,11 +111,12 @@ class HistoryPanel:
 
 @dataclass
 class ModelLoading:
-    source: gr.Textbox
+    accordion: gr.Accordion  # opening it lists the models and LoRAs found again (a Train tab's run may have ended)
+    source: gr.Dropdown
     vgen_checkpoint: gr.Textbox
     vgen_base: gr.Textbox
     load: gr.Button
-    lora: gr.Textbox
+    lora: gr.Dropdown
     lora_scale: gr.Slider
     apply_lora: gr.Button
 
@@ -300,28 +301,37 @@ def build_history_panel(selected: gr.State) -> HistoryPanel:
     return HistoryPanel(gallery, settings, remix, selected, gr.State(None), compare, compared_row, compared)
 
 
+def model_choices(pipelines: list[str]) -> list[str]:
+    """What "Load model" offers: the built-in tiny model, then the pipeline folders found."""
+    return ["tiny", *pipelines]
+
+
 def build_model_panel(model, banner: gr.Markdown, allow_model_loading: bool) -> ModelPanel:
     """What runs, and, where `allow_model_loading` is on, the operator's controls: CPU offload and loading another
     model. Off (a public deployment), those controls are not built at all, so no event of theirs exists to call."""
     info = model.describe()
     loading = None
-    with gr.Accordion("Model", open=False):
+    with gr.Accordion("Model", open=False) as accordion:
         markdown = gr.Markdown(model_markdown(info), elem_id="model-info")
         offload = gr.Checkbox(model.offload, label="CPU offload (slower, much less GPU memory)",
                               interactive=allow_model_loading and info["device"].startswith("cuda"),
                               elem_id="model-offload")
         if allow_model_loading:
+            pipelines, loras = model.sources.found()
             with gr.Group(elem_id="model-loading"):
-                source = gr.Textbox(label="Pipeline folder or hub id, or \"tiny\"", elem_id="model-source",
-                                    info="Only what `python app.py --allow-models` allows.")
+                source = gr.Dropdown(model_choices(pipelines), value=None, allow_custom_value=True,
+                                     label="Pipeline folder or hub id, or \"tiny\"", elem_id="model-source",
+                                     info="Those found in the folders this studio allows (the Train tab's runs "
+                                          "among them), or any path or hub id `python app.py --allow-models` allows.")
                 vgen_checkpoint = gr.Textbox(label="…or the released VGen checkpoint (.pth)", elem_id="model-vgen")
                 vgen_base = gr.Textbox(label="Base for the checkpoint (SD 2.x folder)", elem_id="model-base")
                 load = gr.Button("Load model", elem_id="model-load")
             with gr.Group(elem_id="model-lora-group"):
-                lora = gr.Textbox(label="LoRA: the lora folder of a LoRA training run, its file, or a hub id (empty: "
-                                        "none)", elem_id="model-lora")
+                lora = gr.Dropdown(loras, value=None, allow_custom_value=True,
+                                   label="LoRA: the lora folder of a LoRA training run, its file, or a hub id (empty: "
+                                         "none)", elem_id="model-lora")
                 lora_scale = gr.Slider(0.0, 2.0, value=1.0, step=0.05, label="LoRA scale (0: the base model)",
                                        elem_id="model-lora-scale")
                 apply = gr.Button("Apply LoRA", elem_id="model-lora-apply")
-            loading = ModelLoading(source, vgen_checkpoint, vgen_base, load, lora, lora_scale, apply)
+            loading = ModelLoading(accordion, source, vgen_checkpoint, vgen_base, load, lora, lora_scale, apply)
     return ModelPanel(banner, markdown, offload, loading)

@@ -30,7 +30,7 @@ from .events import GPU_EVENT, QUICK_EVENT, UI_EVENT, StudioBlocks, session_endp
 from .jobs import JobQueue
 from .panels import (AnimatePanel, HistoryPanel, ModelPanel, PriorPanel, QueuePanel, SessionState, VideoPanel,
                      build_animate_panel, build_header, build_history_panel, build_model_panel, build_prior_panel,
-                     build_queue_panel, build_video_panel, duration_info, model_markdown)
+                     build_queue_panel, build_video_panel, duration_info, model_choices, model_markdown)
 from .sessions import PriorRecord, Session, SessionStore, VideoRecord
 from .train_tab import build_train_tab
 
@@ -529,6 +529,12 @@ class Handlers:
         return model_markdown(info)
 
     @user_errors
+    def list_models(self):
+        """The Model panel's choices, found again in the allowed folders."""
+        pipelines, loras = self.model.sources.found()
+        return gr.Dropdown(choices=model_choices(pipelines)), gr.Dropdown(choices=loras)
+
+    @user_errors
     def toggle_offload(self, enabled):
         return model_markdown(self.model.set_offload(enabled))
 
@@ -623,6 +629,7 @@ def wire_events(demo: gr.Blocks, on: Handlers, state: SessionState, prior: Prior
         return  # a public deployment: the operator's controls, and their events, do not exist
     model.offload.input(on.toggle_offload, [model.offload], [model.info], api_visibility="private", **GPU_EVENT)
     loading = model.loading
+    loading.accordion.expand(on.list_models, None, [loading.source, loading.lora], **QUICK_EVENT)
     loading.load.click(on.load_model, [loading.source, loading.vgen_checkpoint, loading.vgen_base],
                        [model.info, model.banner, step2.motion_factor, step2.duration, step2.appearance_factor,
                         prior.guidance, step2.guidance, prior.steps, step2.steps],

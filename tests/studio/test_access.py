@@ -8,7 +8,7 @@ from studio import StudioError
 from studio.access import REFUSED, ModelSources, is_loopback, parse_auth
 from studio.model import StudioModel
 from studio.sessions import SessionStore
-from studio.ui import create_demo
+from studio.ui import Handlers, create_demo
 
 OPERATOR_HANDLERS = {"load_model", "toggle_offload", "apply_lora"}
 
@@ -112,6 +112,56 @@ def test_the_default_allows_the_starting_models_folder_and_the_cache(tmp_path, d
     assert listed.base("stabilityai/stable-diffusion-2-1-base") == "stabilityai/stable-diffusion-2-1-base"
     with pytest.raises(StudioError, match="neither a folder nor a hub id"):
         ModelSources.from_entries([str(tmp_path / "missing")])
+
+
+def test_the_model_panel_offers_what_it_finds_in_the_allowed_folders(tmp_path, model, store):
+    from higen_core.lora import LORA_WEIGHT_NAME as WRITTEN
+
+    runs = tmp_path / "workspace" / "runs"
+    for run in ("a", "b"):
+        (runs / run / "final").mkdir(parents=True)
+        (runs / run / "final" / "model_index.json").write_text("{}")
+        (runs / run / "final" / "unet").mkdir()
+    (runs / "b" / "lora").mkdir()
+    (runs / "b" / "lora" / WRITTEN).write_bytes(b"")
+    (runs / ".hidden" / "final").mkdir(parents=True)
+    (runs / ".hidden" / "final" / "model_index.json").write_text("{}")
+    (tmp_path / "elsewhere" / "final").mkdir(parents=True)
+    (tmp_path / "elsewhere" / "final" / "model_index.json").write_text("{}")
+    sources = ModelSources().with_folders(tmp_path / "workspace")
+    assert sources.found() == ([str((runs / "a" / "final").resolve()), str((runs / "b" / "final").resolve())],
+                               [str((runs / "b" / "lora").resolve())])
+    assert sources.found(max_depth=1) == ([], [])  # runs/X/final is three levels down
+    assert sources.with_folders(tmp_path / "workspace").folders == sources.folders  # no folder twice
+
+    # The panel lists them, and opening it again lists what a training run made since.
+    before = model.sources
+    try:
+        model.sources = sources
+        demo = create_demo(model, store)
+        panel = next(b for b in demo.blocks.values() if b.elem_id == "model-source")
+        assert [choice[1] for choice in panel.choices] == ["tiny", *sources.found()[0]]
+        (runs / "c" / "final").mkdir(parents=True)
+        (runs / "c" / "final" / "model_index.json").write_text("{}")
+        pipelines, loras = Handlers(model, store, demo=None, queue_size=None).list_models()
+        assert [choice[1] for choice in pipelines.choices][-1] == str((runs / "c" / "final").resolve())
+        assert [choice[1] for choice in loras.choices] == [str((runs / "b" / "lora").resolve())]
+    finally:
+        model.sources = before
+
+
+def test_the_train_tabs_workspace_is_a_folder_the_studio_may_load_from(tmp_path, monkeypatch):
+    seen = {}
+
+    def serve_nothing(model, *args, **kwargs):  # what the app would serve, caught before it is served
+        seen["model"] = model
+        raise SystemExit(0)
+
+    monkeypatch.setattr("studio.ui.create_demo", serve_nothing)
+    with pytest.raises(SystemExit):
+        app.main(["--model", "tiny", "--enable-training", "--workspace", str(tmp_path / "ws"),
+                  "--cache-dir", str(tmp_path / "cache")])
+    assert (tmp_path / "ws").resolve() in seen["model"].sources.folders
 
 
 def test_credentials(tmp_path):
