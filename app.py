@@ -104,7 +104,7 @@ def main(argv=None) -> int:
     from higen_core import set_cpu_threads
     from studio.model import StudioModel
     from studio.sessions import SessionStore
-    from studio.ui import LAUNCH_OPTIONS, create_demo
+    from studio.ui import LAUNCH_OPTIONS, create_demo, make_cached_examples
 
     set_cpu_threads(args.cpu_threads)
     try:
@@ -129,7 +129,12 @@ def main(argv=None) -> int:
     warnings.filterwarnings("ignore", message="This MCP server includes a tool that has a gr.State input")
     try:
         demo.launch(server_name=args.host, server_port=args.port, share=args.share, auth=args.auth,
-                    **LAUNCH_OPTIONS)
+                    prevent_thread_lock=True, **LAUNCH_OPTIONS)
+        # Served: now the examples are made, so that a click shows them at once. Not on ZeroGPU, which lends its
+        # GPU to requests only (there the first click on an example makes it).
+        if not os.environ.get("SPACES_ZERO_GPU"):
+            make_cached_examples(demo)
+        demo.block_thread()
     finally:
         demo.close()  # the server's shutdown also removes Gradio's copies of the outputs (its cache)
         store.close()

@@ -61,6 +61,7 @@ class PriorPanel:
     # The API's way to click a candidate (/choose_candidate): its 0-based index in the gallery; never on the page.
     candidate_index: gr.Number
     choose_candidate: gr.Button
+    examples: gr.Examples | None = None  # the model's example prompts, if it declares some
 
 
 @dataclass
@@ -80,6 +81,7 @@ class AnimatePanel:
     animate: gr.Button
     queue: gr.Button  # the same job, added to the queue: it runs when the ones before it are done
     stop: gr.Button
+    examples: gr.Examples | None = None  # the model's motion examples, if it declares some
 
 
 @dataclass
@@ -173,13 +175,14 @@ def build_prior_panel(model, example_fn=None) -> PriorPanel:
         upload = gr.File(label="Image (PNG, JPEG, WebP or BMP, up to 20 MB)", file_types=["image"],
                          elem_id="prior-upload")
         reframe = gr.Button("Use it with this framing", size="sm", elem_id="prior-reframe")
+    examples = None
     if model.example_prompts:
-        gr.Examples([[p] for p in model.example_prompts], inputs=[prompt], outputs=[gallery], fn=example_fn,
-                    cache_examples=example_fn is not None, cache_mode="lazy")
+        examples = gr.Examples([[p] for p in model.example_prompts], inputs=[prompt], outputs=[gallery],
+                               fn=example_fn, cache_examples=example_fn is not None, cache_mode="lazy")
     candidate_index = gr.Number(0, precision=0, visible=False, label="Candidate (0-based)")
     choose_candidate = gr.Button(visible=False)
     return PriorPanel(prompt, negative, seed, randomize, candidates, steps, guidance, generate, queue, gallery, upload,
-                      framing, crop_position, reframe, candidate_index, choose_candidate)
+                      framing, crop_position, reframe, candidate_index, choose_candidate, examples)
 
 
 def build_animate_panel(model, example_fn=None) -> AnimatePanel:
@@ -205,15 +208,17 @@ def build_animate_panel(model, example_fn=None) -> AnimatePanel:
             appearance_factor = gr.Slider(0, 1, value=model.default_appearance_factor, step=0.05,
                                           label="Appearance factor γa", elem_id="appearance-factor",
                                           info="How much the look changes from first to last frame.")
+    examples = None
     if model.motion_examples:
         cached = example_fn is not None and bool(model.example_prompts)
         # Rendered under the examples that fill it; made first because the examples name it as their output.
         videos = gr.Gallery(label=f"An example's videos, animating \"{model.example_prompts[0]}\"" if cached else None,
                             columns=4, height=260, fit_columns=False, object_fit="contain", interactive=False,
                             elem_id="motion-example-videos", render=False)  # a click plays a video large
-        gr.Examples(model.motion_examples, inputs=[motion_prompts, motion_factor], outputs=[videos] if cached else None,
-                    fn=example_fn if cached else None, cache_examples=cached, cache_mode="lazy",
-                    example_labels=model.motion_example_labels, label="Motion examples, each with the γm of its motion")
+        examples = gr.Examples(model.motion_examples, inputs=[motion_prompts, motion_factor],
+                               outputs=[videos] if cached else None, fn=example_fn if cached else None,
+                               cache_examples=cached, cache_mode="lazy", example_labels=model.motion_example_labels,
+                               label="Motion examples, each with the γm of its motion")
         if cached:
             videos.render()
     with gr.Row():
@@ -242,7 +247,7 @@ def build_animate_panel(model, example_fn=None) -> AnimatePanel:
         queue = gr.Button("Add to queue", elem_id="animate-queue", scale=1)
         stop = gr.Button("Stop", variant="stop", elem_id="stop", scale=1)
     return AnimatePanel(current, motion_prompts, motion_factor, appearance_factor, duration, steps, guidance, seed,
-                        randomize, interpolation, upscale, quality, animate, queue, stop)
+                        randomize, interpolation, upscale, quality, animate, queue, stop, examples)
 
 
 def build_video_panel(slot_count: int) -> VideoPanel:

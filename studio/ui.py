@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 import time
 from pathlib import Path
 
 import gradio as gr
 
 from . import StudioError, inputs
-from .events import GPU_EVENT, QUICK_EVENT, UI_EVENT, StudioBlocks, session_endpoint, user_errors
+from .events import GPU_EVENT, QUICK_EVENT, UI_EVENT, StudioBlocks, log, session_endpoint, user_errors
 from .jobs import JobQueue
 from .panels import (AnimatePanel, HistoryPanel, ModelPanel, PriorPanel, QueuePanel, SessionState, VideoPanel,
                      build_animate_panel, build_header, build_history_panel, build_model_panel, build_prior_panel,
@@ -671,4 +672,24 @@ def create_demo(model, store: SessionStore, *, queue_size: int | None = DEFAULT_
                     build_train_tab(training, demo)
         wire_events(demo, handlers, state, prior, step2, videos, queue, history, model_panel)
     demo.queue(max_size=None if queue_size is None else queue_size + UI_HEADROOM, default_concurrency_limit=1)
+    demo.cached_examples = [e for e in (prior.examples, step2.examples) if e is not None and e.cache_examples]
     return demo
+
+
+def make_cached_examples(demo: gr.Blocks) -> threading.Thread:
+    """Make each cached example of `demo`, one after another in a background thread, so that even the first click
+    on one shows it at once. The examples are Gradio's lazily cached ones: a click on an example not made yet makes
+    it then (waiting for this thread if it is making that one), and the model's lock keeps their jobs from
+    overlapping with any other."""
+
+    def make_all():
+        for examples in demo.cached_examples:
+            for index in range(len(examples.examples)):
+                try:
+                    examples.load_from_cache(index)
+                except Exception:  # the first click on that example will make it again, and say what went wrong
+                    log.exception("could not make example %d of %s ahead", index, examples.dataset.elem_id)
+
+    thread = threading.Thread(target=make_all, name="higen-studio-examples", daemon=True)
+    thread.start()
+    return thread

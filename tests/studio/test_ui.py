@@ -1,5 +1,6 @@
 """The UI's pure helpers, its wiring (elem_ids, endpoints, queue) and the rule that the UI imports no torch."""
 
+import csv
 import dataclasses
 import os
 import subprocess
@@ -18,7 +19,7 @@ from studio.access import ModelSources
 from studio.model import StudioModel
 from studio.sessions import PriorRecord
 from studio.ui import (NOTHING_TO_STOP, STOPPED, UI_HEADROOM, Handlers, create_demo, default_motion_prompts,
-                       queue_full_message, record_id_from_path)
+                       make_cached_examples, queue_full_message, record_id_from_path)
 
 ELEM_IDS = ["prior-prompt", "prior-negative", "prior-seed", "prior-generate", "prior-gallery", "prior-upload",
             "animate-duration", "output-interpolation", "output-upscale", "output-quality", "prior-framing",
@@ -207,6 +208,20 @@ def test_a_cached_motion_example_animates_the_first_example_prior(recommending_m
         handlers.example_videos("a kite flies left", 40.0)
     with pytest.raises(gr.Error, match="Only the examples shown"):
         handlers.example_videos("a kite hangs still", 11.0)
+
+
+def test_every_cached_example_can_be_made_ahead_of_the_first_click(recommending_model, store):
+    def rows_made() -> list[int]:
+        return sorted(len(list(csv.reader(path.open(encoding="utf-8"))))
+                      for path in (store.root / "examples").glob("*/log.csv"))
+
+    demo = create_demo(recommending_model, store)
+    make_cached_examples(demo).join(timeout=300)
+    # Both steps' examples (2 prompts, 2 motion examples), each made once: a header and a row each.
+    assert rows_made() == [3, 3]
+    for examples in demo.cached_examples:
+        assert [len(examples.load_from_cache(i)) for i in range(2)] == [1, 1]
+    assert rows_made() == [3, 3]  # a click now reads the cache: nothing is made again
 
 
 def test_motion_examples_without_an_example_prompt_only_fill_the_inputs(recommending_model, store):
