@@ -285,7 +285,7 @@ def build_queue_panel() -> QueuePanel:
         table = gr.Dataframe(headers=list(QUEUE_COLUMNS), datatype=["number", "str", "str", "str"],
                              interactive=False, elem_id="queue", label="Your jobs")
         with gr.Row():
-            number = gr.Number(None, precision=0, label="Job #", elem_id="queue-number", scale=1)
+            number = gr.Number(None, precision=0, label="Job # (or click its row)", elem_id="queue-number", scale=1)
             cancel = gr.Button("Cancel that waiting job", elem_id="queue-cancel", scale=1)
     return QueuePanel(accordion, table, number, cancel, gr.Timer(QUEUE_POLL_S), gr.State(0))
 

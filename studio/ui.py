@@ -421,6 +421,11 @@ class Handlers:
         """The rows the page shows of this session's jobs (`jobs`: already read)."""
         return [[job.number, job.label, job.state, job.note] for job in (jobs or self.jobs.of_session(sid))]
 
+    @staticmethod
+    def pick_job(evt: gr.SelectData):
+        """A click on a row of the queue: its job's number, for "Cancel"."""
+        return evt.row_value[0] if evt.row_value else gr.skip()
+
     @user_errors
     def cancel_job(self, sid, number):
         if not isinstance(sid, str):
@@ -607,6 +612,7 @@ def wire_events(demo: gr.Blocks, on: Handlers, state: SessionState, prior: Prior
                       **UI_EVENT)
     step2.queue.click(on.queue_animate, [sid, *step2_inputs], [sid, queue.table, queue.accordion], preprocess=False,
                       **UI_EVENT)
+    queue.table.select(on.pick_job, None, [queue.number], **QUICK_EVENT)
     queue.cancel.click(on.cancel_job, [sid, queue.number], [queue.table], **UI_EVENT)
     queue.timer.tick(on.show_queue, [sid, queue.finished],
                      [queue.table, queue.finished, *videos.outputs, history.gallery, prior.gallery, step2.current],

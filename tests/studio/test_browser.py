@@ -346,7 +346,8 @@ def test_jobs_line_up_in_the_queue_and_land_in_the_history(browser, model, serve
                                               ["animate “the star falls” · γm 50 · γa 1", "waiting"],
                                               ["animate “the star hides” · γm 50 · γa 1", "waiting"]]
         last = int(rows[2][0])
-        set_number(page, "queue-number", last)
+        page.locator("#queue").get_by_text("the star hides").click()  # its row: its number, to cancel
+        page.wait_for_function(f"document.querySelector('#queue-number input').value == '{last}'", timeout=10_000)
         page.click("#queue-cancel")
         page.wait_for_function("(document.querySelector('#queue') || {innerText: ''}).innerText.includes('cancelled')",
                                timeout=30_000)
