@@ -199,7 +199,10 @@ class TrainingWorkspace:
             finished = self.process.poll() == 0 and not self.stopped
         else:  # a studio restarted since: what the run left tells
             finished = (folder / "final").is_dir() or (folder / "lora").is_dir()
-        form["resume"] = not running and not finished and any(row[1] == "yes" for row in self.checkpoints(folder))
+        if running:  # the form as the run now going was started
+            form["resume"] = bool(form.get("resume"))
+        else:  # ticked where the run can go on
+            form["resume"] = not finished and any(row[1] == "yes" for row in self.checkpoints(folder))
         return form
 
     @staticmethod
@@ -388,11 +391,12 @@ def build_train_tab(workspace: TrainingWorkspace, demo: gr.Blocks) -> None:
 
     @user_errors
     def restore_form():
-        """A page that opens shows the last run's form (Resume ticked where it can go on), or keeps its defaults."""
-        form_values = workspace.restored_form()
-        if form_values is None:
-            return [gr.skip()] * len(controls)
-        return [form_values.get(name, gr.skip()) for name in control_names]
+        """A page that opens shows the last run's form (Resume ticked where it can go on), or keeps its defaults;
+        its config files are listed again (one may have been added to the workspace since)."""
+        form_values = workspace.restored_form() or {}
+        values = [form_values.get(name, gr.skip()) for name in control_names]
+        values[0] = gr.Dropdown(choices=workspace.config_files(), value=form_values.get("config", None))
+        return values
 
     command_view.value = show_command(None, output_dir.value, False, "", *[""] * len(form))
     gr.on([c.change for c in controls], show_command, controls, command_view, **QUICK_EVENT)

@@ -179,7 +179,10 @@ def test_a_reopened_page_and_a_restarted_studio_find_the_last_run(workspace):
     deadline = time.time() + 30
     while not any(row[1] == "yes" for row in workspace.checkpoints(output)) and time.time() < deadline:
         time.sleep(0.1)
-    assert workspace.restored_form() == {**form, "resume": False}  # running: nothing to resume
+    assert workspace.restored_form() == {**form, "resume": False}  # running: the form it was started with
+    workspace.remember_form({**form, "resume": True})  # as if started as a resumed run
+    assert workspace.restored_form()["resume"] is True
+    workspace.remember_form(form)
 
     # The studio restarts while the run goes on (it has a session of its own): the new one finds it by its lock.
     restarted = TrainingWorkspace(workspace.root, trainer=FAKE_TRAINER)
@@ -196,3 +199,13 @@ def test_a_reopened_page_and_a_restarted_studio_find_the_last_run(workspace):
     # A run that finished leaves nothing to resume.
     (output / "final").mkdir()
     assert TrainingWorkspace(workspace.root).restored_form()["resume"] is False
+
+
+def test_a_page_that_opens_lists_the_config_files_added_since(workspace, model, store):
+    from studio.ui import create_demo
+
+    demo = create_demo(model, store, training=workspace)
+    (workspace.root / "configs" / "mine.yaml").write_text("max_train_steps: 3\n")
+    (restore_form,) = [fn.fn for fn in demo.fns.values() if fn.name == "restore_form"]
+    config = restore_form()[0]
+    assert config.choices == [("configs/mine.yaml", "configs/mine.yaml"), ("configs/tiny.yaml", "configs/tiny.yaml")]
