@@ -1,3 +1,4 @@
+import json
 import pickle
 import re
 
@@ -159,6 +160,9 @@ def test_convert_to_pipeline_takes_the_constructor_arguments(base, tmp_path, ref
     assert pipe.unet.config.block_out_channels == (32, 64)
     loaded = HiGenPipeline.from_pretrained(tmp_path / "out")
     assert loaded.settings == released_settings() and type(loaded.tokenizer).__name__ == "CLIPTokenizer"
+    # The settings are recorded (not the defaults of a folder without any), and the base's tokenizer is copied.
+    assert json.loads((tmp_path / "out" / "model_index.json").read_text())["settings"] == released_settings().to_dict()
+    assert loaded.tokenizer.get_vocab() == tiny_tokenizer().get_vocab()
     for name, value in pipe.unet.state_dict().items():
         assert torch.equal(loaded.unet.state_dict()[name], value), name
 

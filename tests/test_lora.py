@@ -132,7 +132,7 @@ def test_apply_lora_takes_a_file_of_any_name_and_a_home_relative_folder(adapter,
     tuned, folder = adapter
     pipe = tiny_pipeline()
     shutil.copy(folder / LORA_WEIGHT_NAME, tmp_path / "my-style.safetensors")
-    shutil.copy(folder / LORA_WEIGHT_NAME, tmp_path / "another-style.safetensors")  # the file named is the one read
+    (tmp_path / "another-style.safetensors").write_bytes(b"not this one")  # the file named is the one read
     apply_lora(pipe, tmp_path / "my-style.safetensors")
     torch.testing.assert_close(video(pipe), tuned, rtol=0, atol=1e-5)
     monkeypatch.setenv("HOME", str(tmp_path))
