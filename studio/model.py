@@ -27,7 +27,7 @@ import PIL.ImageOps
 import torch
 
 from higen_core import HiGenPipeline, HiGenSettings, PipelineLoadError, load_pipeline, video_io
-from higen_core.loading import TINY, apply_lora, resolve_device, resolve_dtype
+from higen_core.loading import OFFLOAD_MODES, TINY, apply_lora, resolve_device, resolve_dtype
 from higen_core.settings import MAX_MOTION_FACTOR
 
 from . import JobStopped, StudioError, inputs
@@ -52,8 +52,8 @@ GPU_SECONDS_MAX = 300
 PREVIEW_EVERY = 0.2
 # Previews are enlarged to at least this many pixels on their shorter side, so that a small model's show.
 PREVIEW_MIN_SIDE = 128
-OOM_MESSAGE = ("The GPU ran out of memory. Enable CPU offload in the Model panel, or ask for fewer frames, fewer "
-               "motion prompts or fewer candidates.")
+OOM_MESSAGE = ("The GPU ran out of memory. Enable CPU offload or VAE tiling in the Model panel, or ask for fewer "
+               "frames, fewer motion prompts or fewer candidates.")
 
 
 class _Stopped(Exception):
@@ -274,7 +274,8 @@ class StudioModel:
         self.device = device
         self.dtype = dtype
         self.is_tiny = is_tiny
-        self.offload = False
+        self.offload = "none"  # one of OFFLOAD_MODES
+        self.vae_tiling = False
         self.lora: dict | None = None  # {"lora": source, "lora_scale": scale} while a LoRA is applied
 
     # ------------------------------------------------------------------------------------------------------------
@@ -362,8 +363,8 @@ class StudioModel:
 
     def describe(self) -> dict:
         return {"model": self.shown_name, "device": str(self.device),
-                "dtype": str(self.dtype).removeprefix("torch."), "offload": self.offload, "tiny": self.is_tiny,
-                "lora": self.lora}
+                "dtype": str(self.dtype).removeprefix("torch."), "offload": self.offload,
+                "vae_tiling": self.vae_tiling, "tiny": self.is_tiny, "lora": self.lora}
 
     # ------------------------------------------------------------------------------------------------------------
     # Model panel
@@ -410,19 +411,34 @@ class StudioModel:
             self.lora = {"lora": shown_name(source, parts=2), "lora_scale": scale}
         return self.describe()
 
-    def set_offload(self, enabled: bool) -> dict:
-        """Model CPU offload: each component visits the GPU only while it runs (slower, much less memory)."""
-        enabled = inputs.flag(enabled, "CPU offload")
+    def set_offload(self, mode: str) -> dict:
+        """CPU offload, one of OFFLOAD_MODES: "none"; "model", each component on the GPU only while it runs (slower,
+        much less memory); "sequential", each layer (slowest, least memory)."""
+        mode = inputs.choice(mode, "CPU offload", OFFLOAD_MODES)
         with self._lock:
-            if bool(enabled) != self.offload:
+            if mode != self.offload:
                 if self.device.type != "cuda":
                     raise StudioError(f"CPU offload needs a GPU; this model runs on {self.device}.")
-                if enabled:
+                self.pipe.remove_all_hooks()
+                if mode == "model":
                     self.pipe.enable_model_cpu_offload(device=self.device)
+                elif mode == "sequential":
+                    self.pipe.enable_sequential_cpu_offload(device=self.device)
                 else:
-                    self.pipe.remove_all_hooks()
                     self.pipe.to(self.device)
-                self.offload = bool(enabled)
+                self.offload = mode
+        return self.describe()
+
+    def set_vae_tiling(self, enabled: bool) -> dict:
+        """The VAE decodes large frames in overlapping tiles: much less memory for the last step, at the cost of
+        some time (frames smaller than a tile are decoded whole either way)."""
+        enabled = inputs.flag(enabled, "VAE tiling")
+        with self._lock:
+            if enabled:
+                self.pipe.vae.enable_tiling()
+            else:
+                self.pipe.vae.disable_tiling()
+            self.vae_tiling = enabled
         return self.describe()
 
     @staticmethod

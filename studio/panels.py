@@ -30,10 +30,11 @@ def duration_info(model) -> str:
 
 
 def model_markdown(info: dict) -> str:
-    offload = "on" if info["offload"] else "off"
+    offload = "off" if info["offload"] == "none" else info["offload"]
     lora = f" · LoRA `{info['lora']['lora']}` at {info['lora']['lora_scale']:g}" if info.get("lora") else ""
+    tiling = " · VAE tiling on" if info["vae_tiling"] else ""
     return (f"**Model** `{info['model']}`{lora} · device `{info['device']}` · dtype `{info['dtype']}` · "
-            f"CPU offload {offload}")
+            f"CPU offload {offload}{tiling}")
 
 
 @dataclass
@@ -127,7 +128,8 @@ class ModelLoading:
 class ModelPanel:
     banner: gr.Markdown  # the header's tiny-model banner, which loading another model shows or hides
     info: gr.Markdown
-    offload: gr.Checkbox
+    offload: gr.Radio
+    vae_tiling: gr.Checkbox
     loading: ModelLoading | None  # None where the operator's controls are not built (public deployments)
 
 
@@ -318,9 +320,14 @@ def build_model_panel(model, banner: gr.Markdown, allow_model_loading: bool) -> 
     loading = None
     with gr.Accordion("Model", open=False) as accordion:
         markdown = gr.Markdown(model_markdown(info), elem_id="model-info")
-        offload = gr.Checkbox(model.offload, label="CPU offload (slower, much less GPU memory)",
-                              interactive=allow_model_loading and info["device"].startswith("cuda"),
-                              elem_id="model-offload")
+        with gr.Row():
+            offload = gr.Radio([("None (fastest)", "none"), ("Model: each part on the GPU only to run", "model"),
+                                ("Sequential: each layer (slowest, least memory)", "sequential")],
+                               value=model.offload, label="GPU memory: CPU offload (on a GPU)",
+                               interactive=allow_model_loading and info["device"].startswith("cuda"),
+                               elem_id="model-offload")
+            vae_tiling = gr.Checkbox(model.vae_tiling, label="VAE tiling: decode large frames in tiles (less memory)",
+                                     interactive=allow_model_loading, elem_id="model-vae-tiling")
         if allow_model_loading:
             pipelines, loras = model.sources.found()
             with gr.Group(elem_id="model-loading"):
@@ -339,4 +346,4 @@ def build_model_panel(model, banner: gr.Markdown, allow_model_loading: bool) -> 
                                        elem_id="model-lora-scale")
                 apply = gr.Button("Apply LoRA", elem_id="model-lora-apply")
             loading = ModelLoading(accordion, source, vgen_checkpoint, vgen_base, load, lora, lora_scale, apply)
-    return ModelPanel(banner, markdown, offload, loading)
+    return ModelPanel(banner, markdown, offload, vae_tiling, loading)

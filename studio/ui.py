@@ -541,8 +541,12 @@ class Handlers:
         return gr.Dropdown(choices=model_choices(pipelines)), gr.Dropdown(choices=loras)
 
     @user_errors
-    def toggle_offload(self, enabled):
-        return model_markdown(self.model.set_offload(enabled))
+    def toggle_offload(self, mode):
+        return model_markdown(self.model.set_offload(mode))
+
+    @user_errors
+    def toggle_vae_tiling(self, enabled):
+        return model_markdown(self.model.set_vae_tiling(enabled))
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -635,6 +639,8 @@ def wire_events(demo: gr.Blocks, on: Handlers, state: SessionState, prior: Prior
     if model.loading is None:
         return  # a public deployment: the operator's controls, and their events, do not exist
     model.offload.input(on.toggle_offload, [model.offload], [model.info], api_visibility="private", **GPU_EVENT)
+    model.vae_tiling.input(on.toggle_vae_tiling, [model.vae_tiling], [model.info], api_visibility="private",
+                           **GPU_EVENT)
     loading = model.loading
     loading.accordion.expand(on.list_models, None, [loading.source, loading.lora], **QUICK_EVENT)
     loading.load.click(on.load_model, [loading.source, loading.vgen_checkpoint, loading.vgen_base],

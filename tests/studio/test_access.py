@@ -10,7 +10,7 @@ from studio.model import StudioModel
 from studio.sessions import SessionStore
 from studio.ui import Handlers, create_demo
 
-OPERATOR_HANDLERS = {"load_model", "toggle_offload", "apply_lora"}
+OPERATOR_HANDLERS = {"load_model", "toggle_offload", "toggle_vae_tiling", "apply_lora", "list_models"}
 
 
 def test_loopback_hosts():
@@ -52,7 +52,8 @@ def test_a_public_studio_registers_no_operator_event(model, store):
         ids = {b.elem_id for b in demo.blocks.values()}
         assert not {"model-source", "model-vgen", "model-base", "model-load", "model-loading", "model-lora",
                      "model-lora-apply"} & ids, name
-        assert next(b for b in demo.blocks.values() if b.elem_id == "model-offload").interactive is False
+        for elem_id in ("model-offload", "model-vae-tiling"):
+            assert next(b for b in demo.blocks.values() if b.elem_id == elem_id).interactive is False
 
 
 def test_a_raw_call_by_fn_index_cannot_load_a_model_on_a_public_studio(model, serve, raw, tmp_path):

@@ -378,8 +378,41 @@ def test_model_sources(model, tmp_path):
     with pytest.raises(StudioError, match="not a torch device"):
         StudioModel.load("tiny", device="toaster")
     with pytest.raises(StudioError, match="needs a GPU"):
+        model.set_offload("model")
+    with pytest.raises(StudioError, match="CPU offload must be one of none, model, sequential; got True"):
         model.set_offload(True)
-    assert model.set_offload(False)["offload"] is False
+    assert model.set_offload("none")["offload"] == "none"
+
+
+def test_each_offload_mode_asks_diffusers_for_it_on_a_gpu(monkeypatch):
+    """What a GPU gets, checked here by a model that believes it is on one and records what the pipeline is asked
+    to do (moving anything to a GPU needs one)."""
+    model = StudioModel.load("tiny")
+    model.device = torch.device("cuda")
+    calls = []
+    for name in ("enable_model_cpu_offload", "enable_sequential_cpu_offload", "to", "remove_all_hooks"):
+        monkeypatch.setattr(model.pipe, name, lambda *a, _name=name, **k: calls.append((_name, a, k)))
+    for mode in ("model", "sequential", "none"):
+        assert model.set_offload(mode)["offload"] == mode
+    cuda = torch.device("cuda")
+    assert calls == [("remove_all_hooks", (), {}), ("enable_model_cpu_offload", (), {"device": cuda}),
+                     ("remove_all_hooks", (), {}), ("enable_sequential_cpu_offload", (), {"device": cuda}),
+                     ("remove_all_hooks", (), {}), ("to", (cuda,), {})]
+    calls.clear()
+    model.set_offload("none")  # already so: nothing to do
+    assert calls == []
+
+
+def test_vae_tiling_decodes_in_tiles_and_changes_no_small_video(session):
+    model = StudioModel.load("tiny")
+    prior(model, session)
+    before = model.animate(session, "it rolls", 50, 1.0, 3, seed=4, **FAST).videos[0]
+    assert model.set_vae_tiling(True)["vae_tiling"] is True and model.pipe.vae.use_tiling
+    after = model.animate(session, "it rolls", 50, 1.0, 3, seed=4, **FAST).videos[0]
+    assert np.array_equal(video_io.read_mp4_frames(before.mp4_path), video_io.read_mp4_frames(after.mp4_path))
+    assert model.set_vae_tiling(False)["vae_tiling"] is False and not model.pipe.vae.use_tiling
+    with pytest.raises(StudioError, match="VAE tiling must be true or false"):
+        model.set_vae_tiling("yes")
 
 
 def test_defaults_and_examples_are_what_the_model_recommends(recommending_model, session):
