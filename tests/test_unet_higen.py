@@ -129,6 +129,87 @@ def test_from_unet2d_gives_the_image_model_on_every_frame():
         torch.testing.assert_close(unet(x, t, text).sample, per_frame, atol=1e-4, rtol=0)
 
 
+def tiny_unet2d(**changes) -> UNet2DConditionModel:
+    torch.manual_seed(0)
+    config = dict(sample_size=8, block_out_channels=(32, 64), layers_per_block=1, cross_attention_dim=32,
+                  attention_head_dim=(2, 4), down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+                  up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), use_linear_projection=True)
+    return UNet2DConditionModel(**{**config, **changes}).eval()
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"flip_sin_to_cos": False}, "timestep embedding is not the cos-first sinusoid HiGen uses"),
+    ({"freq_shift": 1}, "timestep embedding is not the cos-first sinusoid HiGen uses"),
+    ({"class_embed_type": "timestep"}, "uses `class_embed_type`, which HiGen has no counterpart for"),
+    ({"addition_embed_type": "text_time", "addition_time_embed_dim": 8, "projection_class_embeddings_input_dim": 64},
+     "uses `addition_embed_type`"),
+    ({"encoder_hid_dim": 16}, "uses `encoder_hid_dim`"),
+    ({"time_cond_proj_dim": 8}, "uses `time_cond_proj_dim`"),
+    ({"only_cross_attention": True}, "uses only/dual cross-attention, which HiGen has no counterpart for"),
+    ({"attention_head_dim": (2, 2)}, r"attention heads have different widths per level \(\[16, 32\]\)"),
+])
+def test_a_source_unet_without_a_higen_counterpart_is_refused(changes, message):
+    with pytest.raises(ValueError, match=message):
+        HiGenUNet3DModel.from_unet2d(tiny_unet2d(**changes))
+
+
+def test_a_source_with_convolution_projections_in_half_precision_maps_too():
+    """SD 1.x projects attention inputs with 1x1 convolutions; its config's single sample size is made square, and
+    the new model keeps the source's dtype."""
+    source = tiny_unet2d(use_linear_projection=False)
+    randomize_zero_initialised_(source)
+    unet = HiGenUNet3DModel.from_unet2d(source).eval()
+    assert tuple(unet.config.sample_size) == (8, 8) and unet.config.num_frames == 16
+    assert unet.config.use_text_resampler is False and unet.config.attention_head_dim == 16
+    x, t, text = torch.randn(1, 4, 2, 8, 8), torch.tensor([10]), torch.randn(1, 7, 32)
+    with torch.no_grad():
+        per_frame = torch.stack([source(x[:, :, f], t, text).sample for f in range(2)], dim=2)
+        torch.testing.assert_close(unet(x, t, text).sample, per_frame, atol=1e-4, rtol=0)
+    assert HiGenUNet3DModel.from_unet2d(source.to(torch.float16)).dtype == torch.float16
+    assert HiGenUNet3DModel.from_unet2d(tiny_unet2d(sample_size=(8, 12))).config.sample_size == (8, 12)
+    # What the caller sets over the source's config.
+    assert HiGenUNet3DModel.from_unet2d(source, num_frames=8).config.num_frames == 8
+    torch.manual_seed(0)
+    source3d = UNet3DConditionModel(
+        sample_size=8, block_out_channels=(32, 64), layers_per_block=1, cross_attention_dim=32, attention_head_dim=16,
+        down_block_types=("CrossAttnDownBlock3D", "DownBlock3D"), up_block_types=("UpBlock3D", "CrossAttnUpBlock3D"))
+    assert HiGenUNet3DModel.from_unet3d(source3d, num_frames=8).config.num_frames == 8
+
+
+def test_each_parameter_has_the_kind_that_training_treats_it_as():
+    unet = tiny_unet()
+    kinds = {name: unet.parameter_kind(name) for name, _ in unet.named_parameters()}
+    assert kinds["transformer_in.norm.weight"] == kinds["down_blocks.0.temp_convs.0.conv1.2.weight"] == \
+        kinds["down_blocks.0.temp_attentions.0.norm.weight"] == "temporal"
+    assert kinds["down_blocks.0.attentions.0.norm.weight"] == kinds["conv_in.weight"] == "spatial"
+    assert kinds["motion_embedding.linear_1.weight"] == kinds["prior_conv_in.weight"] == "higen"
+    # Every temporal layer, wherever it sits, and nothing else.
+    assert {name for name, kind in kinds.items() if kind == "temporal"} == {
+        name for name in kinds if name.startswith("transformer_in.") or ".temp_" in name}
+
+
+@pytest.mark.parametrize("kept", ["down_blocks.0.temp_convs", "mid_block.temp_convs", "up_blocks.1.temp_convs",
+                                  "transformer_in", "down_blocks.0.temp_attentions", "mid_block.temp_attentions"])
+def test_two_frames_already_go_through_each_temporal_layer(kept):
+    """Only a single frame skips them (as the official network does): two frames are not two images. Each place is
+    checked alone, every other temporal layer made an identity (a zero last projection, as they start)."""
+    unet = tiny_unet()
+    randomize_zero_initialised_(unet)
+    with torch.no_grad():
+        for name, module in unet.named_modules():
+            if name.startswith(kept):
+                continue
+            if type(module).__name__ == "TemporalConvLayer":
+                module.conv4[-1].weight.zero_(), module.conv4[-1].bias.zero_()
+            if type(module).__name__ == "TransformerTemporalModel":
+                module.proj_out.weight.zero_(), module.proj_out.bias.zero_()
+    x, text = torch.randn(1, 4, 2, 8, 8), torch.randn(1, 5, 32)
+    with torch.no_grad():
+        video = unet(x, 5, text).sample
+        frames = torch.cat([unet(x[:, :, f:f + 1], 5, text).sample for f in range(2)], dim=2)
+    assert not torch.allclose(video, frames, atol=1e-4)
+
+
 def test_save_and_load_in_safetensors(tmp_path):
     unet = tiny_unet()
     unet.save_pretrained(tmp_path)
