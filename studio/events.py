@@ -39,6 +39,8 @@ class StudioBlocks(gr.Blocks):
     server's log the reason. Every handler catches its own failures (`user_errors`), so what reaches these two
     methods from below is Gradio's refusal of the request."""
 
+    cached_examples: list  # the page's cached gr.Examples (studio.ui.create_demo sets it), to make ahead of a click
+
     async def preprocess_data(self, block_fn, *args, **kwargs):
         return await self._refusing(block_fn, super().preprocess_data(block_fn, *args, **kwargs))
 
