@@ -80,7 +80,8 @@ class ModelSources:
 
     def found(self, max_depth: int = FIND_DEPTH, limit: int = FIND_LIMIT) -> tuple[list[str], list[str]]:
         """(pipeline folders, LoRA folders) inside the allowed folders, each at most `max_depth` levels down and at
-        most `limit` of each, sorted: what "Load model" and "Apply LoRA" offer to pick. Hidden folders are skipped."""
+        most `limit` of each, sorted: what "Load model" and "Apply LoRA" offer to pick. Hidden folders are skipped, and
+        so are links (one may lead outside, where loading would be refused)."""
         pipelines, loras = [], []
 
         def visit(folder: Path, depth: int) -> None:
@@ -91,7 +92,8 @@ class ModelSources:
                 loras.append(str(folder))
             if depth < max_depth:
                 try:
-                    children = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+                    children = sorted(p for p in folder.iterdir()
+                                      if p.is_dir() and not p.is_symlink() and not p.name.startswith("."))
                 except OSError:  # unreadable: nothing to offer from it
                     return
                 for child in children:

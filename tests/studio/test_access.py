@@ -129,6 +129,7 @@ def test_the_model_panel_offers_what_it_finds_in_the_allowed_folders(tmp_path, m
     (runs / ".hidden" / "final" / "model_index.json").write_text("{}")
     (tmp_path / "elsewhere" / "final").mkdir(parents=True)
     (tmp_path / "elsewhere" / "final" / "model_index.json").write_text("{}")
+    (runs / "link").symlink_to(tmp_path / "elsewhere")  # leads outside: not offered
     sources = ModelSources().with_folders(tmp_path / "workspace")
     assert sources.found() == ([str((runs / "a" / "final").resolve()), str((runs / "b" / "final").resolve())],
                                [str((runs / "b" / "lora").resolve())])
