@@ -6,6 +6,7 @@ from diffusers import UNet2DConditionModel, UNet3DConditionModel
 from diffusers.models.attention_processor import AttnProcessor
 
 from higen_core import HiGenUNet3DModel
+from higen_core.unet_higen import sinusoidal_embedding
 from higen_core.testing import randomize_zero_initialised_, tiny_unet, tiny_unet_config
 
 
@@ -110,6 +111,20 @@ def test_from_unet3d_gives_the_source_output():
     unet = HiGenUNet3DModel.from_unet3d(source).eval()
     assert unet.text_resampler is None
     x, t, text = torch.randn(2, 4, 4, 8, 8), torch.tensor([10, 500]), torch.randn(2, 7, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(unet(x, t, text).sample, source(x, t, text).sample, atol=1e-4, rtol=0)
+
+
+def test_from_unet3d_with_several_layers_a_level_gives_the_source_output():
+    """Two layers a level (as the released model has): every skip connection is taken in the source's order."""
+    torch.manual_seed(0)
+    source = UNet3DConditionModel(
+        sample_size=8, block_out_channels=(32, 64), layers_per_block=2, cross_attention_dim=32, attention_head_dim=16,
+        down_block_types=("CrossAttnDownBlock3D", "DownBlock3D"), up_block_types=("UpBlock3D", "CrossAttnUpBlock3D"),
+    ).eval()
+    randomize_zero_initialised_(source)
+    unet = HiGenUNet3DModel.from_unet3d(source).eval()
+    x, t, text = torch.randn(1, 4, 3, 8, 8), torch.tensor([10]), torch.randn(1, 7, 32)
     with torch.no_grad():
         torch.testing.assert_close(unet(x, t, text).sample, source(x, t, text).sample, atol=1e-4, rtol=0)
 
@@ -259,6 +274,43 @@ def test_parameter_kinds():
 def test_bad_conditions_raise_clear_errors(kwargs, message):
     with pytest.raises(ValueError, match=message):
         tiny_unet()(torch.randn(1, 4, 3, 8, 8), 5, torch.randn(1, 5, 32), **kwargs)
+
+
+def test_motion_factors_come_one_per_frame_or_per_pair_and_one_for_a_single_frame():
+    unet = tiny_unet()
+    x, text = torch.randn(1, 4, 4, 8, 8), torch.randn(1, 5, 32)
+    for count in (4, 3):  # per frame, or per pair of frames
+        unet(x, 5, text, motion_factors=torch.ones(1, count))
+    with pytest.raises(ValueError, match="motion_factors"):
+        unet(x, 5, text, motion_factors=torch.ones(1, 1))
+    assert unet(x[:, :, :1], 5, text, motion_factors=torch.ones(1, 1)).sample.shape == (1, 4, 1, 8, 8)
+
+
+def test_a_latent_of_odd_size_keeps_its_size():
+    """Each level halves it, rounding up; going back up restores the size of the level's input, not twice its own."""
+    unet = tiny_unet()
+    x = torch.randn(1, 4, 2, 9, 7)
+    assert unet(x, 5, torch.randn(1, 5, 32)).sample.shape == x.shape
+
+
+def test_half_precision_runs_every_embedding_in_that_precision():
+    unet = tiny_unet()
+    randomize_zero_initialised_(unet)
+    x, text = torch.randn(1, 4, 3, 8, 8), torch.randn(1, 5, 32)
+    conditions = dict(spatial_prior=torch.randn(1, 4, 8, 8), motion_factors=torch.full((1, 2), 3.0),
+                      appearance_matrix=torch.rand(1, 3, 8))
+    with torch.no_grad():
+        full = unet(x, 5, text, **conditions).sample
+        half = unet.to(torch.bfloat16)(x.bfloat16(), 5, text.bfloat16(),
+                                      **{k: v.bfloat16() for k, v in conditions.items()}).sample
+    assert half.dtype == torch.bfloat16
+    torch.testing.assert_close(half.float(), full, atol=0.1, rtol=0.05)
+
+
+def test_an_odd_embedding_width_is_padded_with_a_zero():
+    embedding = sinusoidal_embedding(torch.tensor([0.0, 3.0]), 5)
+    assert embedding.shape == (2, 5) and torch.equal(embedding[:, 4], torch.zeros(2))
+    torch.testing.assert_close(embedding[:, :4], sinusoidal_embedding(torch.tensor([0.0, 3.0]), 4))
 
 
 def test_compiles_as_one_graph():
