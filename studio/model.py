@@ -767,4 +767,5 @@ class StudioModel:
         return "video", {"motion_prompts": s["motion_prompt"], "motion_factor": s["motion_factor"],
                          "appearance_factor": s["appearance_factor"], "num_frames": s["num_frames"],
                          "duration": s["num_frames"] / s["fps"],
-                         "steps": s["num_inference_steps"], "guidance": s["guidance_scale"], "seed": s["seed"]}
+                         "steps": s["num_inference_steps"], "guidance": s["guidance_scale"], "seed": s["seed"],
+                         **{name: s["output"][name] for name in ("interpolation", "upscale", "quality")}}

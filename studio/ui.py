@@ -123,8 +123,8 @@ def unknown_words_message(words: list[str]) -> str | None:
 
 def restored_inputs(session: Session) -> tuple[list, list]:
     """Step 1's (prompt, negative prompt, seed, candidates, steps, guidance, randomize seed) from the session's
-    newest batch of priors and step 2's (motion prompts, γm, γa, duration, steps, guidance, seed, randomize seed)
-    from its last videos; gr.skip() for a step the session has not used yet."""
+    newest batch of priors and step 2's (motion prompts, γm, γa, duration, steps, guidance, seed, randomize seed,
+    interpolation, upscale, quality) from its last videos; gr.skip() for a step the session has not used yet."""
     # A batch's first candidate carries the seed the batch was asked for (candidate k used seed + k).
     made = [p for p in session.priors.values() if p.settings.get("source") == "generated"
             and p.settings.get("candidate") == 0]
@@ -133,12 +133,13 @@ def restored_inputs(session: Session) -> tuple[list, list]:
         s = made[-1].settings
         step1 = [s["prompt"], s["negative_prompt"], s["seed"], s["candidates"], s["num_inference_steps"],
                  s["guidance_scale"], session.randomize_seed.get("prior", gr.skip())]
-    step2 = [gr.skip()] * 8
+    step2 = [gr.skip()] * 11
     if session.last_videos:
         s = session.last_videos[0].settings
         step2 = ["\n".join(s["batch"]["motion_prompts"]), s["motion_factor"], s["appearance_factor"],
                  s["num_frames"] / s["fps"], s["num_inference_steps"], s["guidance_scale"], s["seed"],
-                 session.randomize_seed.get("animate", gr.skip())]
+                 session.randomize_seed.get("animate", gr.skip()), s["output"]["interpolation"],
+                 s["output"]["upscale"], s["output"]["quality"]]
     return step1, step2
 
 
@@ -223,12 +224,41 @@ class Handlers:
 
     @user_errors
     def restore(self, browser_id, request: gr.Request):
-        """A page (re)opened: its session's galleries, current prior and last videos, and the values its steps
-        last ran with."""
+        """A page (re)opened: its session's galleries, current prior and last videos, the values its steps last ran
+        with, and the model running now (one loaded since the server started has other ranges and defaults than the
+        page was built with)."""
         session = self.store.attach(browser_id, request.session_hash)
         step1, step2 = restored_inputs(session)
+        model = self.model
+        # Where the session has no value of its own, the model's recommendation (the page was built with the
+        # recommendations of the model the server started with).
+        places = ((step1, 4, "prior_steps"), (step1, 5, "prior_guidance"), (step2, 1, "motion_factor"),
+                  (step2, 2, "appearance_factor"), (step2, 3, "duration"), (step2, 4, "animate_steps"),
+                  (step2, 5, "animate_guidance"))
+        controls = self.recommended_controls(**{control: values[index] for values, index, control in places
+                                                if values[index] != gr.skip()})
+        for values, index, control in places:
+            values[index] = controls[control]
         return [session.id, session.id, candidates_gallery(session), current_prior_image(session),
-                history_gallery(session), *self.slot_updates(session.last_videos), *step1, *step2]
+                history_gallery(session), *self.slot_updates(session.last_videos), *step1, *step2,
+                model_markdown(model.describe()), gr.Markdown(visible=model.is_tiny)]
+
+    def recommended_controls(self, **values) -> dict:
+        """The controls that start where the model recommends, as updates to them: its ranges, and its defaults
+        unless `values` gives one (by control name)."""
+        model = self.model
+        low, high = model.motion_factor_range
+        shortest, longest, step = model.duration_range
+        value = {"motion_factor": model.default_motion_factor, "duration": model.default_duration,
+                 "appearance_factor": model.default_appearance_factor, "prior_guidance": model.default_guidance,
+                 "animate_guidance": model.default_guidance, "prior_steps": model.default_steps,
+                 "animate_steps": model.default_steps, **values}
+        return {"motion_factor": gr.Slider(minimum=low, maximum=high, value=value["motion_factor"]),
+                "duration": gr.Slider(minimum=shortest, maximum=longest, step=step, value=value["duration"],
+                                      info=duration_info(model)),
+                **{name: gr.Slider(value=value[name]) for name in ("appearance_factor", "prior_guidance",
+                                                                   "animate_guidance", "prior_steps",
+                                                                   "animate_steps")}}
 
     @user_errors
     def release(self, request: gr.Request):
@@ -496,7 +526,8 @@ class Handlers:
 
     @user_errors
     def send_back(self, sid, record_id):
-        """Step 1's six inputs, step 2's eight and the current prior; the other step's inputs are left as they are."""
+        """Step 1's six inputs, step 2's eleven (the Output panel's included) and the current prior; the other
+        step's inputs are left as they are."""
         if record_id is None:
             raise StudioError("Click an item of the history first.")
         session = self.store.ensure(sid)
@@ -505,27 +536,23 @@ class Handlers:
         if kind == "prior":
             step1 = [values["prompt"], values["negative_prompt"], values["seed"], False, values["steps"],
                      values["guidance"]]
-            step2 = [skip] * 8
+            step2 = [skip] * 11
         else:
             step1 = [skip] * 6
             step2 = [values["motion_prompts"], values["motion_factor"], values["appearance_factor"],
-                     values["duration"], values["steps"], values["guidance"], values["seed"], False]
+                     values["duration"], values["steps"], values["guidance"], values["seed"], False,
+                     values["interpolation"], values["upscale"], values["quality"]]
         return [*step1, *step2, current_prior_image(session)]
 
     @user_errors
     def load_model(self, source_text, checkpoint_text, base_text):
         """The model panel's text and the banner, and every slider that starts at what the new model recommends."""
-        model = self.model
-        info = model.load_other(source_text, checkpoint_text, base_text)
-        low, high = model.motion_factor_range
+        info = self.model.load_other(source_text, checkpoint_text, base_text)
         gr.Info(f"Loaded {info['model']}.")
+        controls = self.recommended_controls()
         return (model_markdown(info), gr.Markdown(visible=info["tiny"]),
-                gr.Slider(minimum=low, maximum=high, value=model.default_motion_factor),
-                gr.Slider(minimum=model.duration_range[0], maximum=model.duration_range[1],
-                          step=model.duration_range[2], value=model.default_duration, info=duration_info(model)),
-                gr.Slider(value=model.default_appearance_factor),
-                gr.Slider(value=model.default_guidance), gr.Slider(value=model.default_guidance),
-                gr.Slider(value=model.default_steps), gr.Slider(value=model.default_steps))
+                *(controls[name] for name in ("motion_factor", "duration", "appearance_factor", "prior_guidance",
+                                              "animate_guidance", "prior_steps", "animate_steps")))
 
     @user_errors
     def apply_lora(self, source_text, scale):
@@ -565,7 +592,8 @@ def wire_events(demo: gr.Blocks, on: Handlers, state: SessionState, prior: Prior
               [sid, state.browser_session, prior.gallery, step2.current, history.gallery, *videos.outputs,
                prior.prompt, prior.negative, prior.seed, prior.candidates, prior.steps, prior.guidance,
                prior.randomize, step2.motion_prompts, step2.motion_factor, step2.appearance_factor, step2.duration,
-               step2.steps, step2.guidance, step2.seed, step2.randomize],
+               step2.steps, step2.guidance, step2.seed, step2.randomize, step2.interpolation, step2.upscale,
+               step2.quality, model.info, model.banner],
               **QUICK_EVENT)
     demo.unload(on.release)
 
@@ -633,7 +661,8 @@ def wire_events(demo: gr.Blocks, on: Handlers, state: SessionState, prior: Prior
     history.remix.click(on.send_back, [sid, history.selected],
                         [prior.prompt, prior.negative, prior.seed, prior.randomize, prior.steps, prior.guidance,
                          step2.motion_prompts, step2.motion_factor, step2.appearance_factor, step2.duration,
-                         step2.steps, step2.guidance, step2.seed, step2.randomize, step2.current], **UI_EVENT).success(
+                         step2.steps, step2.guidance, step2.seed, step2.randomize, step2.interpolation,
+                         step2.upscale, step2.quality, step2.current], **UI_EVENT).success(
         None, js=SCROLL_TO_INPUTS)
 
     if model.loading is None:

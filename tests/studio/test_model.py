@@ -330,14 +330,15 @@ def test_choose_prior_by_gallery_path_or_by_encoding_a_foreign_image(model, sess
 
 def test_remix_sends_settings_back(model, session):
     made = prior(model, session, "a kite", seed=5).priors[0]
-    video = model.animate(session, "it flies", 42, 0.25, 2, seed=8, **FAST).videos[0]
+    video = model.animate(session, "it flies", 42, 0.25, 2, seed=8, interpolation=2, quality=30, **FAST).videos[0]
     assert model.remix(session, made.id) == ("prior", {"prompt": "a kite", "negative_prompt": "", "seed": 5,
                                                        "steps": 2, "guidance": 1.0})
     session.current_prior_id = None
     kind, values = model.remix(session, video.id)
     assert kind == "video" and session.current_prior is made
     assert values == {"motion_prompts": "it flies", "motion_factor": 42, "appearance_factor": 0.25,
-                      "num_frames": 2, "duration": 0.25, "steps": 2, "guidance": 1.0, "seed": 8}
+                      "num_frames": 2, "duration": 0.25, "steps": 2, "guidance": 1.0, "seed": 8,
+                      "interpolation": 2, "upscale": 1, "quality": 30}
     with pytest.raises(StudioError, match="gone"):
         model.remix(session, "nope")
 

@@ -111,6 +111,11 @@ def test_loading_another_model_moves_the_controls_to_its_recommendations(recomme
     assert (duration.value, duration.maximum, duration.step, appearance.value) == (8 / 12, 8 / 12, 1 / 12, 0.4)
     assert duration.info == "12 fps, at most 8 frames."
     assert [update.value for update in guidance_and_steps] == [4.5, 4.5, 3, 3]
+    # A page opened (or reloaded) now shows the model loaded, not the one the page was built with.
+    *_, info, banner = handlers.restore(None, SimpleNamespace(session_hash="later"))
+    restored = handlers.restore(None, SimpleNamespace(session_hash="later-2"))
+    motion = next(v for v in restored if isinstance(v, gr.Slider) and v.maximum == 60.0)
+    assert "recommending" in info and banner.visible is False and (motion.minimum, motion.value) == (10.0, 30.0)
 
 
 def examples_dataset(demo, elem_ids: list[str]):
@@ -272,16 +277,26 @@ def test_a_stopped_job_changes_nothing_and_raises_nothing(model, store, monkeypa
 def test_a_refreshed_page_gets_its_last_values_back(model, store):
     handlers = Handlers(model, store, demo=None, queue_size=None)
     sid, *_ = handlers.generate_prior(None, "a red kite", "blurry", 7, False, 2, 1.5, 2, "")
-    handlers.run_animate(sid, "it flies left\nit dives", 40, 0.3, 0.375, 2, 2.5, 9, False)  # 3 frames at 8 fps
+    # 3 frames at 8 fps, interpolated 2×, upscaled 3×, CRF 25.
+    handlers.run_animate(sid, "it flies left\nit dives", 40, 0.3, 0.375, 2, 2.5, 9, False, 2, 3, 25)
     values = handlers.restore(sid, SimpleNamespace(session_hash="page-2"))
     assert values[0] == sid
-    # The seeds were fixed: a reopened page keeps "Randomize seed" unticked, so the next run reuses them.
-    assert values[-15:] == ["a red kite", "blurry", 7, 2, 2, 1.5, False,
-                            "it flies left\nit dives", 40.0, 0.3, 0.375, 2, 2.5, 9, False]
-    fresh = handlers.restore(None, SimpleNamespace(session_hash="page-3"))
-    assert fresh[-15:] == [gr.skip()] * 15  # a new visitor keeps the controls' defaults
+    # The seeds were fixed: a reopened page keeps "Randomize seed" unticked, so the next run reuses them; the Output
+    # panel's choices come back too.
+    assert [plain(v) for v in values[-20:-2]] == ["a red kite", "blurry", 7, 2, 2, 1.5, False,
+                                                  "it flies left\nit dives", 40.0, 0.3, 0.375, 2, 2.5, 9, False,
+                                                  2, 3, 25]
+    # A new visitor gets the running model's recommendations; what the session has no value for is left as it is.
+    fresh = [plain(v) for v in handlers.restore(None, SimpleNamespace(session_hash="page-3"))[-20:-2]]
+    assert fresh == [gr.skip()] * 4 + [50, 12.0, gr.skip()] + [gr.skip(), 50.0, 1.0, 1.0, 50, 12.0] + \
+        [gr.skip()] * 5
     handlers.run_animate(sid, "it flies left", 40, 0.3, 0.375, 2, 2.5, 9, True)
-    assert handlers.restore(sid, SimpleNamespace(session_hash="page-4"))[-1] is True
+    assert handlers.restore(sid, SimpleNamespace(session_hash="page-4"))[-6] is True
+
+
+def plain(value):
+    """A control's update as the value it sets (gr.skip() for none)."""
+    return value.value if isinstance(value, gr.components.Component) else value
 
 
 def test_each_page_shows_a_running_animations_newest_preview_once(model, store):
