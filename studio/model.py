@@ -224,11 +224,13 @@ def time_left(elapsed: float, done: int, total: int) -> str:
 def shown_name(source: str, parts: int = 1) -> str:
     """How a model or LoRA is named on the page and in every file the studio writes: a folder or file by the last
     `parts` parts of its path, never its whole path on the server (which would tell visitors how the server is laid
-    out); "tiny" and hub ids as they are."""
+    out); "tiny" and hub ids as they are. A training run's pipeline (RUN/final) is named with its run: every run's
+    is called "final"."""
     path = Path(source).expanduser()
     if not path.exists():
         return source
-    return "/".join(path.resolve().parts[-parts:])
+    path = path.resolve()
+    return "/".join(path.parts[-max(parts, 2 if path.name == "final" else 1):])
 
 
 def _now() -> str:

@@ -46,6 +46,7 @@ RESERVED_FIELDS = {
 MAX_FIELD_CHARS = 4096
 CONSOLE_LOG = "console.log"
 LOG_TAIL_CHARS = 20_000
+LOG_LINES = 14  # the log box's height, and the lines it shows
 # The form of the last run started, kept in the workspace: a reopened page, even of a restarted studio, shows it.
 LAST_RUN_FILE = ".studio-last-run.json"
 SAMPLES_SHOWN = 8
@@ -268,13 +269,15 @@ class TrainingWorkspace:
     # ------------------------------------------------------------------------------------------------------------
     # What a run leaves in its folder
     @staticmethod
-    def log_tail(output_dir: Path, max_chars: int = LOG_TAIL_CHARS) -> str:
+    def log_tail(output_dir: Path, max_chars: int = LOG_TAIL_CHARS, lines: int = LOG_LINES) -> str:
+        """The console log's last `lines` lines: as many as the box shows, so that the newest are always in view
+        without scrolling (a box refreshed every few seconds would not stay scrolled down)."""
         path = output_dir / "logs" / CONSOLE_LOG
         if not path.is_file():
             return ""
         with open(path, "rb") as f:
             f.seek(max(0, path.stat().st_size - max_chars))
-            return f.read().decode("utf-8", errors="replace")
+            return "\n".join(f.read().decode("utf-8", errors="replace").splitlines()[-lines:])
 
     @staticmethod
     def loss_table(output_dir: Path) -> pd.DataFrame:
@@ -347,7 +350,8 @@ def build_train_tab(workspace: TrainingWorkspace, demo: gr.Blocks) -> None:
                                    elem_id="train-checkpoints")
     samples = gr.Gallery(label="Sample videos (sample_every), newest first", columns=4, height=260,
                          allow_preview=True, interactive=False, elem_id="train-samples")
-    log = gr.Textbox(label="Log", lines=14, max_lines=14, autoscroll=True, interactive=False, elem_id="train-log")
+    log = gr.Textbox(label=f"Log: its newest lines (all of them: logs/{CONSOLE_LOG} in the output folder)",
+                     lines=LOG_LINES, max_lines=LOG_LINES, interactive=False, elem_id="train-log")
     timer = gr.Timer(2.0)
 
     controls = [config, output_dir, resume, more, *form.values()]

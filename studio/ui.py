@@ -97,13 +97,17 @@ def history_gallery(session: Session) -> list[tuple[str, str]]:
     return items
 
 
+def prior_source(prior: PriorRecord) -> str:
+    """Where a prior came from, in a few words: its seed, or the image it was made from."""
+    s = prior.settings
+    return f"seed {s['seed']}" if "seed" in s else s.get("file", "your image")
+
+
 def current_prior_image(session: Session):
     prior = session.current_prior
     if prior is None:
         return gr.Image(value=None, label="Current prior: none yet")
-    s = prior.settings
-    where = f"seed {s['seed']}" if "seed" in s else s.get("file", "your image")
-    return gr.Image(value=str(prior.image_path), label=f"Current prior · {where}")
+    return gr.Image(value=str(prior.image_path), label=f"Current prior · {prior_source(prior)}")
 
 
 def motion_text(value) -> str:
@@ -438,8 +442,9 @@ class Handlers:
             return f"{len(result.videos)} video(s), seed {result.seed}" + (" (partial)" if result.partial else "")
 
         more = f" +{len(r.prompts) - 1}" if len(r.prompts) > 1 else ""
+        prior = f"“{r.prior.prompt}”, {prior_source(r.prior)}" if r.prior.prompt else prior_source(r.prior)
         return self.enqueue(session, f"animate “{r.prompts[0]}”{more} · γm {r.motion_factor:g} · "
-                                     f"γa {r.appearance_factor:g}", run)
+                                     f"γa {r.appearance_factor:g} · prior {prior}", run)
 
     def enqueue(self, session: Session, label: str, run):
         """Add a job; the session, its jobs' rows and the queue's panel opened, for the page."""

@@ -342,9 +342,12 @@ def test_jobs_line_up_in_the_queue_and_land_in_the_history(browser, model, serve
                                    f".includes('{prompt}')",
                                    timeout=30_000)
         rows = queue_rows(page)
-        assert [row[1:3] for row in rows] == [["animate “the star spins slowly” +1 · γm 50 · γa 1", "running"],
-                                              ["animate “the star falls” · γm 50 · γa 1", "waiting"],
-                                              ["animate “the star hides” · γm 50 · γa 1", "waiting"]]
+        # Each names the prior it animates: the one current when it was added (seeded at random here).
+        prior = f"prior “a yellow star”, seed {session_of(studio, page).current_prior.settings['seed']}"
+        assert [row[1:3] for row in rows] == [
+            [f"animate “the star spins slowly” +1 · γm 50 · γa 1 · {prior}", "running"],
+            [f"animate “the star falls” · γm 50 · γa 1 · {prior}", "waiting"],
+            [f"animate “the star hides” · γm 50 · γa 1 · {prior}", "waiting"]]
         last = int(rows[2][0])
         page.locator("#queue").get_by_text("the star hides").click()  # its row: its number, to cancel
         page.wait_for_function(f"document.querySelector('#queue-number input').value == '{last}'", timeout=10_000)

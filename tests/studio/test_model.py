@@ -23,7 +23,7 @@ from higen_core.shapes.world import parse_caption
 from studio import JobStopped, StudioError
 from studio.access import ModelSources
 from studio.model import (MAX_MOTION_PROMPTS, StudioModel, animate_gpu_seconds, convert_vgen_cached,
-                          parse_motion_prompts, time_left, zero_gpu)
+                          parse_motion_prompts, shown_name, time_left, zero_gpu)
 
 FAST = {"steps": 2, "guidance": 1.0}  # the fewest steps that still have a middle; no guidance halves the batch
 
@@ -574,3 +574,12 @@ def test_videos_can_be_smoother_larger_and_of_another_quality(model, session):
         model.animate(session, "it rolls", interpolation=8, **FAST)
     with pytest.raises(StudioError, match=r"^Quality \(CRF\) must be a whole number from 0 to 51"):
         model.animate(session, "it rolls", quality=-1, **FAST)
+
+
+def test_models_are_named_without_the_servers_paths_and_a_runs_pipeline_with_its_run(tmp_path):
+    (tmp_path / "runs" / "kites" / "final").mkdir(parents=True)
+    (tmp_path / "runs" / "kites" / "lora").mkdir()
+    assert shown_name(str(tmp_path / "runs" / "kites" / "final")) == "kites/final"
+    assert shown_name(str(tmp_path / "runs" / "kites")) == "kites"
+    assert shown_name(str(tmp_path / "runs" / "kites" / "lora"), parts=2) == "kites/lora"
+    assert shown_name("owner/model") == "owner/model" and shown_name("tiny") == "tiny"

@@ -209,3 +209,9 @@ def test_a_page_that_opens_lists_the_config_files_added_since(workspace, model, 
     (restore_form,) = [fn.fn for fn in demo.fns.values() if fn.name == "restore_form"]
     config = restore_form()[0]
     assert config.choices == [("configs/mine.yaml", "configs/mine.yaml"), ("configs/tiny.yaml", "configs/tiny.yaml")]
+
+
+def test_the_log_box_shows_the_newest_lines(tmp_path):
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "logs" / "console.log").write_text("".join(f"step {i}/30\n" for i in range(1, 31)))
+    assert TrainingWorkspace.log_tail(tmp_path).splitlines() == [f"step {i}/30" for i in range(17, 31)]

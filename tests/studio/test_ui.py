@@ -371,9 +371,11 @@ def test_queued_jobs_run_one_after_another_and_a_waiting_one_can_be_cancelled(mo
             time.sleep(0.01)  # the worker takes the first job (and waits for the GPU)
         table = handlers.queue_table(sid)
         numbers = [row[0] for row in table]
+        # An animation names its prior: the one current when it was added (the queued prior job is not made yet).
         assert [row[1:3] for row in table] == [
-            ["animate “it flies left” · γm 40 · γa 0.3", "running"], ["prior “a blue kite” ×2", "waiting"],
-            ["animate “it dives” +1 · γm 40 · γa 0.3", "waiting"]]
+            ["animate “it flies left” · γm 40 · γa 0.3 · prior “a red kite”, seed 7", "running"],
+            ["prior “a blue kite” ×2", "waiting"],
+            ["animate “it dives” +1 · γm 40 · γa 0.3 · prior “a red kite”, seed 7", "waiting"]]
         assert handlers.cancel_job(sid, numbers[2])[2][2] == "cancelled"
         with pytest.raises(gr.Error, match=f"Job #{numbers[0]} is running: only a waiting job can be cancelled"):
             handlers.cancel_job(sid, numbers[0])
