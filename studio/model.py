@@ -52,6 +52,7 @@ GPU_SECONDS_MAX = 300
 PREVIEW_EVERY = 0.2
 # Previews are enlarged to at least this many pixels on their shorter side, so that a small model's show.
 PREVIEW_MIN_SIDE = 128
+FACTOR_TEXTS = ("1", "2", "3", "4")  # the interpolation and upscaling factors, as text
 OOM_MESSAGE = ("The GPU ran out of memory. Enable CPU offload or VAE tiling in the Model panel, or ask for fewer "
                "frames, fewer motion prompts or fewer candidates.")
 
@@ -681,6 +682,8 @@ class StudioModel:
     def check_output_request(self, interpolation=1, upscale=1, quality=None) -> dict:
         """The post-processing of step 2's videos, checked: {interpolation, upscale, quality, fps (of the files)}.
         `quality` None: `default_quality`."""
+        # Gradio's API page lists a dropdown's values as text ('1' to '4'): those are taken as what they say.
+        interpolation, upscale = (int(v) if v in FACTOR_TEXTS else v for v in (interpolation, upscale))
         interpolation = inputs.whole_number(interpolation, "Frame interpolation", 1, 4)
         upscale = inputs.whole_number(upscale, "Upscaling", 1, 4)
         quality = inputs.whole_number(self.default_quality if quality is None else quality, "Quality (CRF)", 0, 51)

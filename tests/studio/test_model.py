@@ -574,6 +574,10 @@ def test_videos_can_be_smoother_larger_and_of_another_quality(model, session):
         model.animate(session, "it rolls", interpolation=8, **FAST)
     with pytest.raises(StudioError, match=r"^Quality \(CRF\) must be a whole number from 0 to 51"):
         model.animate(session, "it rolls", quality=-1, **FAST)
+    # The factors as Gradio's API page lists them (text), and only those.
+    assert model.check_output_request("2", "4")["fps"] == 16.0
+    with pytest.raises(StudioError, match="^Upscaling must be a whole number from 1 to 4; got '2.0'.$"):
+        model.check_output_request(1, "2.0")
 
 
 def test_models_are_named_without_the_servers_paths_and_a_runs_pipeline_with_its_run(tmp_path):
