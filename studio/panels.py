@@ -41,6 +41,7 @@ def model_markdown(info: dict) -> str:
 class SessionState:
     session_id: gr.State
     browser_session: gr.BrowserState
+    browser_inputs: gr.BrowserState  # both steps' inputs as the page last showed them, run or not
 
 
 @dataclass
@@ -284,8 +285,10 @@ class QueuePanel:
 
 def build_queue_panel() -> QueuePanel:
     with gr.Accordion("Queue: jobs added with “Add to queue” run one after another", open=False) as accordion:
+        # Long job texts wrap, so that every column (what waits, what runs) stays in view.
         table = gr.Dataframe(headers=list(QUEUE_COLUMNS), datatype=["number", "str", "str", "str"],
-                             interactive=False, elem_id="queue", label="Your jobs")
+                             column_widths=["7%", "55%", "13%", "25%"], wrap=True, interactive=False,
+                             elem_id="queue", label="Your jobs")
         with gr.Row():
             number = gr.Number(None, precision=0, label="Job # (or click its row)", elem_id="queue-number", scale=1)
             cancel = gr.Button("Cancel that waiting job", elem_id="queue-cancel", scale=1)

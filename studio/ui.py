@@ -36,6 +36,7 @@ from .sessions import PriorRecord, Session, SessionStore, VideoRecord
 from .train_tab import build_train_tab
 
 SESSION_STORAGE_KEY = "higen-studio-session"
+INPUTS_STORAGE_KEY = "higen-studio-inputs"
 DEFAULT_QUEUE_SIZE = 16
 # Places in Gradio's queue beyond `queue_size`: the studio refuses GPU jobs itself once `queue_size` wait, with a
 # clear message, and its message-showing handlers still need to get in to say so.
@@ -95,6 +96,19 @@ def history_gallery(session: Session) -> list[tuple[str, str]]:
             seed = f" · seed {s['seed']}" if "seed" in s else ""
             items.append((str(record.image_path), f"prior · {text}{seed}"))
     return items
+
+
+def keep_inputs(*values) -> list:
+    """The page's inputs, for the browser to keep (as the page sends them: checked when they come back)."""
+    return list(values)
+
+
+def kept_inputs_fit(values, count: int) -> bool:
+    """Whether `values`, the inputs a browser kept, can go back into the page: `count` plain values (the browser
+    is the visitor's; each value is checked again when a job is asked for)."""
+    return isinstance(values, list) and len(values) == count and all(
+        v is None or isinstance(v, (str, int, float, bool)) for v in values) and all(
+        len(v) <= inputs.MAX_MOTION_TEXT_CHARS for v in values if isinstance(v, str))
 
 
 def prior_source(prior: PriorRecord) -> str:
@@ -227,12 +241,14 @@ class Handlers:
         return updates
 
     @user_errors
-    def restore(self, browser_id, request: gr.Request):
-        """A page (re)opened: its session's galleries, current prior and last videos, the values its steps last ran
-        with, and the model running now (one loaded since the server started has other ranges and defaults than the
-        page was built with)."""
+    def restore(self, browser_id, browser_inputs, request: gr.Request):
+        """A page (re)opened: its session's galleries, current prior and last videos, its inputs (as the browser
+        kept them, else as its steps last ran), and the model running now (one loaded since the server started has
+        other ranges and defaults than the page was built with)."""
         session = self.store.attach(browser_id, request.session_hash)
         step1, step2 = restored_inputs(session)
+        if kept_inputs_fit(browser_inputs, len(step1) + len(step2)):
+            step1, step2 = list(browser_inputs[:len(step1)]), list(browser_inputs[len(step1):])
         model = self.model
         # Where the session has no value of its own, the model's recommendation (the page was built with the
         # recommendations of the model the server started with).
@@ -593,13 +609,17 @@ def wire_events(demo: gr.Blocks, on: Handlers, state: SessionState, prior: Prior
                     prior.candidates]
     step2_inputs = [step2.motion_prompts, step2.motion_factor, step2.appearance_factor, step2.duration, step2.steps,
                     step2.guidance, step2.seed, step2.randomize, step2.interpolation, step2.upscale, step2.quality]
-    demo.load(on.restore, [state.browser_session],
+    restored = [prior.prompt, prior.negative, prior.seed, prior.candidates, prior.steps, prior.guidance,
+                prior.randomize, step2.motion_prompts, step2.motion_factor, step2.appearance_factor, step2.duration,
+                step2.steps, step2.guidance, step2.seed, step2.randomize, step2.interpolation, step2.upscale,
+                step2.quality]
+    demo.load(on.restore, [state.browser_session, state.browser_inputs],
               [sid, state.browser_session, prior.gallery, step2.current, history.gallery, *videos.outputs,
-               prior.prompt, prior.negative, prior.seed, prior.candidates, prior.steps, prior.guidance,
-               prior.randomize, step2.motion_prompts, step2.motion_factor, step2.appearance_factor, step2.duration,
-               step2.steps, step2.guidance, step2.seed, step2.randomize, step2.interpolation, step2.upscale,
-               step2.quality, model.info, model.banner],
+               *restored, model.info, model.banner],
               **QUICK_EVENT)
+    # Every change of an input is kept in the browser: a refresh brings back what was typed but not run yet.
+    gr.on([c.change for c in restored], keep_inputs, restored, [state.browser_inputs], preprocess=False,
+          **QUICK_EVENT)
     demo.unload(on.release)
 
     prior_job = gr.on([prior.generate.click, prior.prompt.submit], on.check_prior, [sid, *step1_inputs], None,
@@ -699,7 +719,8 @@ def create_demo(model, store: SessionStore, *, queue_size: int | None = DEFAULT_
     os.environ["GRADIO_EXAMPLES_CACHE"] = str(store.root / "examples")
     with StudioBlocks(title="HiGen Studio", delete_cache=(3600, 6 * 3600)) as demo:
         handlers = Handlers(model, store, demo, queue_size, examples_session_id)
-        state = SessionState(gr.State(None), gr.BrowserState(None, storage_key=SESSION_STORAGE_KEY))
+        state = SessionState(gr.State(None), gr.BrowserState(None, storage_key=SESSION_STORAGE_KEY),
+                             gr.BrowserState(None, storage_key=INPUTS_STORAGE_KEY))
         selected_history = gr.State(None)
         banner = build_header(model, on_spaces)
         with gr.Tabs():

@@ -262,6 +262,17 @@ def test_the_page_is_calm_and_remembers(browser, model, serve, tmp_path):
         # The seeds were fixed, and stay fixed: the next run reuses them.
         assert not page.locator("#prior-randomize input").is_checked()
         assert not page.locator("#animate-randomize input").is_checked()
+
+        # What was typed but not run yet comes back too.
+        page.locator("#motion-prompts textarea").fill("the kite lands")
+        set_number(page, "motion-factor", 45)
+        page.wait_for_timeout(2000)  # the browser keeps them as the server answers each change
+        page.reload()
+        page.wait_for_selector("#motion-prompts textarea")
+        page.wait_for_function("document.querySelector('#motion-prompts textarea').value == 'the kite lands'",
+                               timeout=30_000)
+        assert page.locator("#motion-factor input[type=number]").input_value() == "45"
+        assert page.locator("#prior-prompt textarea").input_value() == "a green kite"
         page.close()
 
 

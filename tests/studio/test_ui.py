@@ -112,8 +112,8 @@ def test_loading_another_model_moves_the_controls_to_its_recommendations(recomme
     assert duration.info == "12 fps, at most 8 frames."
     assert [update.value for update in guidance_and_steps] == [4.5, 4.5, 3, 3]
     # A page opened (or reloaded) now shows the model loaded, not the one the page was built with.
-    *_, info, banner = handlers.restore(None, SimpleNamespace(session_hash="later"))
-    restored = handlers.restore(None, SimpleNamespace(session_hash="later-2"))
+    *_, info, banner = handlers.restore(None, None, SimpleNamespace(session_hash="later"))
+    restored = handlers.restore(None, None, SimpleNamespace(session_hash="later-2"))
     motion = next(v for v in restored if isinstance(v, gr.Slider) and v.maximum == 60.0)
     assert "recommending" in info and banner.visible is False and (motion.minimum, motion.value) == (10.0, 30.0)
 
@@ -279,7 +279,7 @@ def test_a_refreshed_page_gets_its_last_values_back(model, store):
     sid, *_ = handlers.generate_prior(None, "a red kite", "blurry", 7, False, 2, 1.5, 2, "")
     # 3 frames at 8 fps, interpolated 2×, upscaled 3×, CRF 25.
     handlers.run_animate(sid, "it flies left\nit dives", 40, 0.3, 0.375, 2, 2.5, 9, False, 2, 3, 25)
-    values = handlers.restore(sid, SimpleNamespace(session_hash="page-2"))
+    values = handlers.restore(sid, None, SimpleNamespace(session_hash="page-2"))
     assert values[0] == sid
     # The seeds were fixed: a reopened page keeps "Randomize seed" unticked, so the next run reuses them; the Output
     # panel's choices come back too.
@@ -287,11 +287,18 @@ def test_a_refreshed_page_gets_its_last_values_back(model, store):
                                                   "it flies left\nit dives", 40.0, 0.3, 0.375, 2, 2.5, 9, False,
                                                   2, 3, 25]
     # A new visitor gets the running model's recommendations; what the session has no value for is left as it is.
-    fresh = [plain(v) for v in handlers.restore(None, SimpleNamespace(session_hash="page-3"))[-20:-2]]
+    fresh = [plain(v) for v in handlers.restore(None, None, SimpleNamespace(session_hash="page-3"))[-20:-2]]
     assert fresh == [gr.skip()] * 4 + [50, 12.0, gr.skip()] + [gr.skip(), 50.0, 1.0, 1.0, 50, 12.0] + \
         [gr.skip()] * 5
     handlers.run_animate(sid, "it flies left", 40, 0.3, 0.375, 2, 2.5, 9, True)
-    assert handlers.restore(sid, SimpleNamespace(session_hash="page-4"))[-6] is True
+    assert handlers.restore(sid, None, SimpleNamespace(session_hash="page-4"))[-6] is True
+
+    # What the browser kept (typed, not run yet) comes back instead; anything else it sends is ignored.
+    kept = ["a green kite", "", 3, 1, 2, 1.5, False, "it lands", 45, 0.5, 0.25, 2, 2.5, 4, False, 1, 1, 17]
+    assert [plain(v) for v in handlers.restore(sid, kept, SimpleNamespace(session_hash="page-5"))[-20:-2]] == kept
+    for bad in (kept[:-1], kept[:-1] + [{"x": 1}], kept[:-1] + ["x" * 10_000], "not a list"):
+        values = handlers.restore(sid, bad, SimpleNamespace(session_hash="page-6"))[-20:-2]
+        assert plain(values[0]) == "a red kite" and plain(values[7]) == "it flies left"
 
 
 def plain(value):
