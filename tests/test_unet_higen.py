@@ -101,30 +101,23 @@ def test_defaults_are_the_released_configuration(reference):
         HiGenUNet3DModel(**tiny_unet_config(motion_factor_measure="pixels:l2"))
 
 
-def test_from_unet3d_gives_the_source_output():
+def tiny_unet3d(layers_per_block: int = 1) -> UNet3DConditionModel:
     torch.manual_seed(0)
-    source = UNet3DConditionModel(
-        sample_size=8, block_out_channels=(32, 64), layers_per_block=1, cross_attention_dim=32, attention_head_dim=16,
-        down_block_types=("CrossAttnDownBlock3D", "DownBlock3D"), up_block_types=("UpBlock3D", "CrossAttnUpBlock3D"),
+    return UNet3DConditionModel(
+        sample_size=8, block_out_channels=(32, 64), layers_per_block=layers_per_block, cross_attention_dim=32,
+        attention_head_dim=16, down_block_types=("CrossAttnDownBlock3D", "DownBlock3D"),
+        up_block_types=("UpBlock3D", "CrossAttnUpBlock3D"),
     ).eval()
+
+
+# Two layers a level, as the released model has: every skip connection is taken in the source's order.
+@pytest.mark.parametrize("layers_per_block", [1, 2])
+def test_from_unet3d_gives_the_source_output(layers_per_block):
+    source = tiny_unet3d(layers_per_block)
     randomize_zero_initialised_(source)
     unet = HiGenUNet3DModel.from_unet3d(source).eval()
     assert unet.text_resampler is None
     x, t, text = torch.randn(2, 4, 4, 8, 8), torch.tensor([10, 500]), torch.randn(2, 7, 32)
-    with torch.no_grad():
-        torch.testing.assert_close(unet(x, t, text).sample, source(x, t, text).sample, atol=1e-4, rtol=0)
-
-
-def test_from_unet3d_with_several_layers_a_level_gives_the_source_output():
-    """Two layers a level (as the released model has): every skip connection is taken in the source's order."""
-    torch.manual_seed(0)
-    source = UNet3DConditionModel(
-        sample_size=8, block_out_channels=(32, 64), layers_per_block=2, cross_attention_dim=32, attention_head_dim=16,
-        down_block_types=("CrossAttnDownBlock3D", "DownBlock3D"), up_block_types=("UpBlock3D", "CrossAttnUpBlock3D"),
-    ).eval()
-    randomize_zero_initialised_(source)
-    unet = HiGenUNet3DModel.from_unet3d(source).eval()
-    x, t, text = torch.randn(1, 4, 3, 8, 8), torch.tensor([10]), torch.randn(1, 7, 32)
     with torch.no_grad():
         torch.testing.assert_close(unet(x, t, text).sample, source(x, t, text).sample, atol=1e-4, rtol=0)
 
@@ -184,11 +177,7 @@ def test_a_source_with_convolution_projections_in_half_precision_maps_too():
     assert HiGenUNet3DModel.from_unet2d(tiny_unet2d(sample_size=(8, 12))).config.sample_size == (8, 12)
     # What the caller sets over the source's config.
     assert HiGenUNet3DModel.from_unet2d(source, num_frames=8).config.num_frames == 8
-    torch.manual_seed(0)
-    source3d = UNet3DConditionModel(
-        sample_size=8, block_out_channels=(32, 64), layers_per_block=1, cross_attention_dim=32, attention_head_dim=16,
-        down_block_types=("CrossAttnDownBlock3D", "DownBlock3D"), up_block_types=("UpBlock3D", "CrossAttnUpBlock3D"))
-    assert HiGenUNet3DModel.from_unet3d(source3d, num_frames=8).config.num_frames == 8
+    assert HiGenUNet3DModel.from_unet3d(tiny_unet3d(), num_frames=8).config.num_frames == 8
 
 
 def test_each_parameter_has_the_kind_that_training_treats_it_as():
