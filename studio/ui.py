@@ -301,7 +301,13 @@ class Handlers:
         if [motion_prompts, motion_factor] not in self.model.motion_examples:
             raise StudioError("Only the examples shown are made here.")
         session = self.store.ensure(self.examples_session_id)
-        prior = self.model.generate_prior(session, self.model.example_prompts[0]).priors[0]
+        # One prior for every motion example (they all describe it): the one made before, by another motion example
+        # or as a step-1 example's first candidate (seed 0, the same recommended settings), else a new one.
+        first = self.model.example_prompts[0]
+        prior = next((p for p in session.priors.values() if p.settings.get("source") == "generated"
+                      and p.prompt == first and p.settings["seed"] == 0), None)
+        if prior is None:
+            prior = self.model.generate_prior(session, first).priors[0]
         result = self.model.animate(session, motion_prompts, motion_factor, prior_id=prior.id)
         return [(str(video.mp4_path), video.label) for video in result.videos]
 

@@ -208,6 +208,12 @@ def test_a_cached_motion_example_animates_the_first_example_prior(recommending_m
     # The examples' own session makes them: no visitor's history or current prior changes.
     made = store.get(handlers.examples_session_id).last_videos
     assert [video.id for video in made] == [record_id_from_path(path) for path, _ in videos]
+    # Every motion example animates that one prior, made once.
+    handlers.example_videos("a kite hangs still", 10.0)
+    examples_session = store.get(handlers.examples_session_id)
+    assert len(examples_session.priors) == 1
+    assert {v.settings["prior"]["id"] for v in examples_session.history if hasattr(v, "prior_id")} == \
+        set(examples_session.priors)
     # What the page does not show is not made: the endpoint is public, as every cached example's is.
     with pytest.raises(gr.Error, match="Only the examples shown"):
         handlers.example_videos("a kite flies left", 40.0)
