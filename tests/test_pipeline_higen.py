@@ -350,3 +350,67 @@ def test_the_factors_limits(pipe, caplog):
         message = f"appearance_factor must be a number in [0, 1]; got {gamma!r}."
         with pytest.raises(ValueError, match=re.escape(message)):
             pipe.check_factors([10], [gamma])
+
+
+def test_encode_prompt_pairs_each_prompt_with_its_negative(pipe):
+    from higen_core.pipeline_higen import text_states
+
+    def states(prompts):
+        return text_states(pipe.tokenizer, pipe.text_encoder, prompts)
+
+    text, negative = pipe.encode_prompt(["a cat", "a dog"], "blurry")
+    torch.testing.assert_close(text, states(["a cat", "a dog"]))
+    torch.testing.assert_close(negative, states(["blurry", "blurry"]))  # one negative prompt serves every prompt
+    _, negatives = pipe.encode_prompt(["a cat", "a dog"], ["blurry", "dark"])
+    torch.testing.assert_close(negatives, states(["blurry", "dark"]))
+    # Given text states: the negative prompt is encoded for each of them, or the given negative states are kept.
+    given = torch.randn(3, 77, 32, generator=_gen(6))
+    text, negative = pipe.encode_prompt(None, "blurry", prompt_embeds=given)
+    assert torch.equal(text, given) and torch.equal(negative, states(["blurry"] * 3))
+    _, empty = pipe.encode_prompt(None, prompt_embeds=given)
+    torch.testing.assert_close(empty, states([""] * 3))  # the official default: the empty prompt
+    kept = torch.randn(3, 77, 32, generator=_gen(7))
+    assert torch.equal(pipe.encode_prompt(None, prompt_embeds=given, negative_prompt_embeds=kept)[1], kept)
+    # Without guidance there is no negative at all.
+    assert pipe.encode_prompt("a cat", "blurry", do_classifier_free_guidance=False)[1] is None
+
+
+def test_the_text_cache_keeps_the_latest_prompts(pipe, monkeypatch):
+    from higen_core import pipeline_higen
+
+    monkeypatch.setattr(pipeline_higen, "_TEXT_CACHE_SIZE", 3)
+    pipe._text_cache.clear()
+    for prompt in ["a", "b", "c", "a", "d"]:  # "a" used again: "b" is now the oldest
+        pipe.encode_prompt(prompt, do_classifier_free_guidance=False)
+    assert list(pipe._text_cache) == ["c", "a", "d"]
+    pipe._text_cache.clear()
+
+
+def test_a_step_callback_sees_what_it_asked_for_and_may_replace_the_latents(pipe):
+    text, negative = pipe.encode_prompt("x")
+    seen = []
+
+    def callback(p, i, t, tensors):
+        seen.append(tensors)
+        return {"latents": torch.zeros_like(tensors["latents"])} if i == 2 else {}
+
+    out = pipe.animate(torch.zeros(1, 4, 8, 8), "x", num_frames=3, num_inference_steps=3, output_type="latent",
+                       callback_on_step_end=callback,
+                       callback_on_step_end_tensor_inputs=["latents", "prompt_embeds", "negative_prompt_embeds"])
+    assert len(seen) == 3 and all(set(s) == {"latents", "prompt_embeds", "negative_prompt_embeds"} for s in seen)
+    assert torch.equal(seen[0]["prompt_embeds"], text) and torch.equal(seen[0]["negative_prompt_embeds"], negative)
+    assert not out.latents.any()  # the last step's latents, as the callback replaced them
+    # An interrupted call leaves the next one free to run every step.
+    steps = []
+
+    def stop_at_once(p, i, t, tensors):
+        steps.append(i)
+        p._interrupt = True
+        return {}
+
+    pipe.animate(torch.zeros(1, 4, 8, 8), "x", num_frames=3, num_inference_steps=3, output_type="latent",
+                 callback_on_step_end=stop_at_once)
+    assert steps == [0]
+    pipe.animate(torch.zeros(1, 4, 8, 8), "x", num_frames=3, num_inference_steps=3, output_type="latent",
+                 callback_on_step_end=lambda p, i, t, tensors: steps.append(i) or {})
+    assert steps == [0, 0, 1, 2]

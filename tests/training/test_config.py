@@ -81,6 +81,8 @@ def test_help_documents_every_field():
         (["--appearance-model", "/nonexistent"], "appearance_model"),
         (["--appearance-model", "tests/nonexistent"], "appearance_model"),  # an existing parent folder
         (["--appearance-model", "not a hub id"], "appearance_model"),
+        (["--appearance-model", "facebook--x/dinov2"], "appearance_model"),  # no hub id holds "--" or ".."
+        (["--appearance-model", "facebook../dinov2"], "appearance_model"),
         # Flags: exact names only, and each takes its value.
         (["--learning-rat", "1e-4"], "--learning-rat"),
         (["--learning-rate"], "learning_rate"),

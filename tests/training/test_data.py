@@ -114,6 +114,12 @@ def test_skip_stats_record_merge_summary():
     assert lines[0] == "9 samples skipped:"
     assert lines[1].startswith("  missing: 8 (e.g. /v/0.mp4") and lines[2] == "  too short: 1 (e.g. /v/x.mp4)"
     assert SkipStats().summary() == "no samples skipped"
+    # Most frequent first, then by name.
+    ordered = SkipStats()
+    for reason in ["missing", "unreadable", "bad caption", "unreadable", "unreadable"]:
+        ordered.record("/v/y.mp4", reason)
+    reasons = [line.split(":")[0].strip() for line in ordered.summary().splitlines()[1:]]
+    assert reasons == ["unreadable", "bad caption", "missing"]
 
 
 def test_manifests_csv_jsonl_folder_relative_paths(tmp_path):
@@ -138,6 +144,8 @@ def test_manifests_csv_jsonl_folder_relative_paths(tmp_path):
         ("m.csv", "path,text\na.mp4,x\n", "m.csv, line 1: the header must name the columns path and caption"),
         ("m.csv", "path,caption\na.mp4,x\nb.mp4,y,z\n", "m.csv, line 3: expected 2 fields"),
         ("m.csv", "path,caption\n,x\n", "m.csv, line 2: the path is empty"),
+        ("m.csv", "", "m.csv, line 1: the header must name the columns path and caption; it has nothing"),
+        ("m.csv", "path,caption\na.mp4," + "x" * 200_000 + "\n", "m.csv, line 2: malformed CSV \\(field larger than"),
         ("m.jsonl", '{"path": "a.mp4", "caption": "x"}\n{"path": "b.mp4", \n', "m.jsonl, line 2: invalid JSON"),
         ("m.jsonl", '["a.mp4", "x"]\n', "m.jsonl, line 1: expected a JSON object"),
         ("m.jsonl", '{"caption": "x"}\n', 'm.jsonl, line 1: "path" is missing'),
@@ -309,11 +317,14 @@ def test_dataloader_workers_collate_skipping_and_report_skips(tmp_path, media):
 
 
 def build_shard(path, samples, cut=False):
+    """A tar of (name, bytes) members; a name ending in "/" is a folder."""
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as tar:
         for name, content in samples:
             info = tarfile.TarInfo(name)
             info.size = len(content)
+            if name.endswith("/"):
+                info.type = tarfile.DIRTYPE
             tar.addfile(info, io.BytesIO(content))
     content = buffer.getvalue()
     path.write_bytes(content[: len(content) * 3 // 5] if cut else content)
@@ -382,5 +393,93 @@ def test_missing_and_truncated_shards_are_counted(media, tmp_path):
     items = list(TarShardDataset([cut, str(tmp_path / "gone.tar")], "video", 4, 4, 16, 16, stats=stats))
     assert [item["caption"] for item in items] == ["kept"]
     assert stats.counts == {"unreadable shard": 1, "missing": 1}
+    assert stats.examples == {"unreadable shard": [cut], "missing": [str(tmp_path / "gone.tar")]}
     with pytest.raises(FileNotFoundError, match="nothing-\\*.tar"):
         TarShardDataset(str(tmp_path / "nothing-*.tar"), "video", 4, 4, 16, 16)
+
+
+def test_tar_samples_with_compound_names_and_each_skip_named(media, tmp_path, caplog):
+    good = read(media["good"])
+    # A folder member and a file without an extension belong to no sample and are passed over.
+    shard = build_shard(tmp_path / "c.tar", [("clips/", b""), ("clips/007.clip.mp4", good), ("README", b"notes"),
+                                             ("clips/007.txt", b"compound"), ("008.txt", b"no media"),
+                                             ("009.mp4", good), ("009.txt", b"\xff\xfe"), ("010.mp4", good)])
+    stats = SkipStats()
+    with caplog.at_level("DEBUG", logger=data.logger.name):
+        items = list(TarShardDataset(shard, "video", 4, 4, 16, 16, stats=stats))
+    assert [(item["caption"], item["path"]) for item in items] == [("compound", f"{shard}#clips/007")]
+    assert stats.counts == {"no video": 1, "unreadable caption": 1, "no caption": 1}
+    assert stats.examples == {"no video": [f"{shard}#008"], "unreadable caption": [f"{shard}#009"],
+                              "no caption": [f"{shard}#010"]}
+    # The debug log says why: which members a sample had, the decoder's complaint, or just the reason.
+    assert f"skipped {shard}#008: no video (members: ['txt'])\n" in caplog.text
+    assert f"skipped {shard}#009: unreadable caption ('utf-8' codec can't decode" in caplog.text
+    assert f"skipped {shard}#010: no caption\n" in caplog.text
+
+
+def test_tar_clip_starts_depend_on_seed_epoch_and_key(media, tmp_path):
+    good = read(media["good"])
+    shard = build_shard(tmp_path / "same.tar", [(f"{key}.{ext}", content) for key in range(100, 108)
+                                                for ext, content in (("mp4", good), ("txt", b"the same clip"))])
+
+    def starts(seed=0, epoch=0):
+        dataset = TarShardDataset(shard, "video", 4, 4, 16, 16, seed=seed)
+        dataset.set_epoch(epoch)
+        return [frame_indices(item["pixel_values"])[0] for item in dataset]
+
+    first = starts()
+    assert len(set(first)) > 1  # each key draws its own start, wherever it sits in the shard
+    assert starts() == first
+    assert starts(seed=1) != first and starts(epoch=1) != first
+
+
+def test_tar_shard_order_follows_seed_and_epoch(media, tmp_path):
+    good = read(media["good"])
+    many = [build_shard(tmp_path / f"s{i}.tar", [(f"{i}00.mp4", good), (f"{i}00.txt", b"a clip")]) for i in range(6)]
+
+    def order(epoch=None, **options):
+        dataset = TarShardDataset(many, "video", 4, 4, 16, 16, **options)
+        if epoch is not None:
+            dataset.set_epoch(epoch)
+        return [item["path"].rsplit("#", 1)[1] for item in dataset]
+
+    as_given = order(shuffle_shards=False)
+    assert as_given == ["000", "100", "200", "300", "400", "500"]
+    shuffled = order()
+    assert sorted(shuffled) == as_given and shuffled != as_given
+    assert order(seed=0, epoch=0) == shuffled  # the defaults: seed 0, epoch 0
+    assert order(seed=1) != shuffled and order(epoch=1) != shuffled
+
+
+def test_one_shard_is_dealt_out_by_sample_position_and_reported_once(media, tmp_path):
+    good = read(media["good"])
+    one = build_shard(tmp_path / "one.tar", [(f"{key}.{ext}", content) for key in range(8)
+                                             for ext, content in (("mp4", good), ("txt", b"a clip"))])
+    gone = str(tmp_path / "gone.tar")
+
+    def read_as(rank, world_size):
+        stats = SkipStats()
+        dataset = TarShardDataset([gone, one], "video", 4, 4, 16, 16, stats=stats, shuffle_shards=False,
+                                  rank=rank, world_size=world_size)
+        return [item["path"].rsplit("#", 1)[1] for item in dataset], stats.examples
+
+    # Fewer shards than readers: every reader reads every shard, keeps every third sample, and only the first
+    # reader reports a missing shard.
+    assert [read_as(rank, 3) for rank in range(3)] == [
+        (["0", "3", "6"], {"missing": [gone]}), (["1", "4", "7"], {}), (["2", "5"], {})]
+    # The readers are the ranks' DataLoader workers: rank 1 of 2 with two workers is readers 2 and 3 of 4.
+    dataset = TarShardDataset([one], "video", 4, 4, 16, 16, rank=1, world_size=2)
+    batches = DataLoader(dataset, batch_size=1, num_workers=2, collate_fn=collate_skipping)
+    assert sorted(batch["paths"][0].rsplit("#", 1)[1] for batch in batches) == ["2", "3", "6", "7"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (([], "video", 4, 4), "TarShardDataset needs at least one shard."),
+    ((["a.tar"], "audio", 4, 4), 'kind must be "video" or "image"; got \'audio\'.'),
+    ((["a.tar"], "video", None, 4), "num_frames must be at least 1 and fps positive; got 0 frames at 4 fps."),
+    ((["a.tar"], "video", 4, None), "num_frames must be at least 1 and fps positive; got 4 frames at 0.0 fps."),
+])
+def test_tar_shard_dataset_refusals(args, message):
+    with pytest.raises(ValueError) as error:
+        TarShardDataset(*args, 16, 16)
+    assert str(error.value) == message

@@ -2,6 +2,7 @@
 encoded as the trainer does, beside the model's own measure and range."""
 
 import json
+import sys
 from pathlib import Path
 
 from higen_core.conditioning import MOTION_FACTOR_MEASURES
@@ -14,7 +15,9 @@ TINY = ["--config", str(REPO / "higen_core" / "configs" / "train-tiny.yaml"),
 
 def test_reports_every_measure_on_the_runs_clips(capsys):
     assert main(TINY + ["--clips", "3", "--json"]) == 0
-    report = json.loads(capsys.readouterr().out)
+    out = capsys.readouterr().out
+    assert out.startswith('{\n  "model": {\n    "motion_factor_measure"')  # indented for reading
+    report = json.loads(out)
     assert report["model"] == {"motion_factor_measure": "scaled:l2", "motion_factor_range": [0.0, 100.0]}
     assert report["clips"] == 3 and report["size"] == [8, 16, 16, 8.0]
     assert list(report["measures"]) == list(MOTION_FACTOR_MEASURES)
@@ -36,3 +39,23 @@ def test_bad_input_gets_the_trainers_error(capsys):
     assert capsys.readouterr().err == "error: clips: must be at least 1; got 0.\n"
     assert main(["--image-data", str(REPO / "assets" / "tiny-data"), "--image-fraction", "1"]) == 2
     assert "error: video_data: give the videos to measure" in capsys.readouterr().err
+
+
+def test_help_and_the_table_read_as_documented(capsys, monkeypatch):
+    for flag in ("--help", "-h"):
+        assert main([flag]) == 0
+        out = capsys.readouterr().out
+        assert out.startswith("What the motion factor measures on your clips")
+        assert out.endswith("\n\n--clips N: clips to measure, one per video from the first (default 64); --json: print the "
+                            "report as JSON; every training field as in `python -m higen_core.train --help`.\n")
+    monkeypatch.setattr(sys, "argv", ["motion_scale"] + TINY + ["--clips", "1"])  # one clip is enough
+    assert main() == 0
+    header, *rows = capsys.readouterr().out.splitlines()[1:]
+    assert header.split() == ["measure", "frame", "pairs", "p10/p50/p90", "clip", "means", "p10/p50/p90", "clips",
+                              "in", "range"]
+    assert len(header) == 20 + 1 + 28 + 1 + 28 + 1 + 15  # the columns the rows are aligned to
+    assert [row.split()[0] for row in rows] == list(MOTION_FACTOR_MEASURES)
+    for row in rows:
+        measure, pairs, clips, in_range = row.split()[:4]
+        assert len(pairs.split("/")) == 3 and len(clips.split("/")) == 3 and in_range.endswith("%")
+        assert row.endswith("%") or row.endswith("  <- the model's")

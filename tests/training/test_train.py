@@ -26,7 +26,7 @@ from higen_core.pipeline_higen import default_scheduler
 from higen_core.testing import tiny_pipeline, tiny_unet
 from higen_core.train import main
 from higen_core.training.checkpoint import latest_checkpoint, read_state
-from higen_core.training.config import TrainConfig
+from higen_core.training.config import ConfigError, TrainConfig
 from higen_core.training.data import VideoClipDataset, collate_skipping
 from higen_core.training.latents import encode_pixels, encode_text, higen_conditions, sample_latents
 from higen_core.training.lock import LOCK_FILE, OutputLock, holder_pid
@@ -258,6 +258,11 @@ def test_joint_schedule():
     assert set(step_kind(s, 0.0) for s in range(10)) == {"video"}
     assert process_kinds(8, 0.25) == ["image"] * 2 + ["video"] * 6
     assert process_kinds(4, 0.25) == ["image"] + ["video"] * 3
+    assert process_kinds(2, 1.0) == ["image"] * 2 and process_kinds(2, 0.0) == ["video"] * 2  # one kind, on purpose
+    with pytest.raises(ConfigError) as error:
+        process_kinds(2, 0.2)
+    assert str(error.value) == ("image_fraction: 0.2 of 2 processes rounds to 0 image processes: joint training needs "
+                                "both kinds, so change it.")
     # One process takes both kinds, step by step; several split them, and each kind's data among its processes.
     one = assign_roles(1, 0, 0.25)
     assert (one.mine, one.kinds, one.shard) == (None, ["video", "image"], {"video": (0, 1), "image": (0, 1)})
@@ -454,7 +459,7 @@ def test_skips_found_in_dataloader_workers_reach_the_report(tmp_path, data):
     assert {"gone.png", "gone.mp4", "corrupt.mp4"} <= examples
 
 
-def test_nonfinite_losses_skip_steps_then_stop(tmp_path, data, monkeypatch, capsys):
+def test_nonfinite_losses_skip_steps_then_stop(tmp_path, data, monkeypatch, capsys, caplog):
     real = train_module.diffusion_loss
     calls = []
 
@@ -467,6 +472,7 @@ def test_nonfinite_losses_skip_steps_then_stop(tmp_path, data, monkeypatch, caps
     out = tmp_path / "run"
     assert main(run_args(out, data, max_train_steps=10, max_consecutive_nonfinite=3)) == 1
     assert "3 non-finite losses in a row" in capsys.readouterr().err
+    assert "step 1: non-finite loss, step skipped (1 in a row)." in caplog.text
     steps = [json.loads(line)["step"] for line in (out / "logs" / "train_log.jsonl").read_text().splitlines()]
     assert steps == [1, 2]  # losses 1 and 3 trained; 2 was skipped without a step
 
@@ -597,3 +603,26 @@ def test_high_noise_fraction_draws_that_share_of_timesteps_from_the_noisiest(fra
     assert timesteps.min() >= 0 and timesteps.max() <= 999
     share = (timesteps >= 900).float().mean().item()
     assert share == pytest.approx(fraction + (1 - fraction) * 0.1, abs=0.03)  # uniform draws land there 10% of the time
+
+
+def test_check_data_reports_each_kind_it_is_given(tmp_path, data, capsys):
+    from higen_core.train import check_data_command
+
+    def check(**fields):
+        config = TrainConfig(num_frames=8, height=16, width=16, fps=8, **fields)
+        return check_data_command(config), capsys.readouterr().out
+
+    code, out = check(video_data=[], image_data=[str(data)], image_fraction=1.0)
+    assert code == 0 and out.startswith("videos usable: 0\nimages usable: 4\n1 samples skipped")
+    code, out = check(video_data=[str(data / "videos.jsonl")], image_data=[])
+    assert code == 0 and out.startswith("videos usable: 4\nimages usable: 0\n2 samples skipped")
+    # Nothing usable: the command fails, so that a script stops before training.
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"path": str(data / "corrupt.mp4"), "caption": "broken"}) + "\n")
+    code, out = check(video_data=[str(bad)], image_data=[])
+    assert code == 1 and out.startswith("videos usable: 0\nimages usable: 0\n1 samples skipped")
+    # Shards are read while training only.
+    code, out = check(video_data=[str(data / "videos.jsonl")], image_data=[], image_shards=[str(tmp_path / "x.tar")])
+    assert out.endswith("Tar shards are not checked ahead: their bad samples are skipped and counted while training.\n")
+    with pytest.raises(ConfigError, match="^image_data: "):
+        check(video_data=[], image_data=[str(tmp_path / "none.jsonl")], image_fraction=1.0)
