@@ -105,6 +105,7 @@ def test_end_to_end_writes_checkpoints_log_samples_and_a_loadable_pipeline(tmp_p
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step-000002", "step-000004"]
     state = read_state(latest_checkpoint(out))
     assert state["step"] == 4 and state["config"]["max_train_steps"] == 4
+    assert state["world_size"] == 1 and len(state["data_position"]) == 1  # one process made it
     records = [json.loads(line) for line in (out / "logs" / "train_log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [1, 2, 3, 4]
     assert all({"step", "loss", "lr", "samples_per_s", "kind", "time"} <= set(r) for r in records)
