@@ -278,6 +278,11 @@ def test_images_resized_centre_cropped_and_bad_ones_skipped(tmp_path, media):
     assert red_blue[:, :, 1:-1].max() == -1 and red_blue.max() < -0.7
     assert images[1] is None and images[2] is None
     assert stats.counts == {"unreadable": 1, "missing": 1}
+    # Without stats given, a dataset counts its skips in its own.
+    alone = ImageTextDataset(manifest, height=16, width=16)
+    assert alone[2] is None and alone.stats.counts == {"missing": 1}
+    videos = VideoClipDataset(manifest, num_frames=4, fps=4, height=16, width=16)
+    assert videos[2] is None and videos.stats.counts == {"missing": 1}
 
 
 def test_check_data_reports_skips_and_finds_files_cut_short(tmp_path, media):

@@ -22,3 +22,24 @@ def test_frames_get_the_size_and_statistics_the_processor_names(tmp_path, proces
     assert torch.allclose(encoder.mean.flatten(), torch.tensor([0.1, 0.2, 0.3]))
     assert torch.allclose(encoder.std.flatten(), torch.tensor([0.4, 0.5, 0.6]))
     assert encoder(torch.rand(2, 3, 16, 16) * 2 - 1).shape == (2, 32)
+
+
+@pytest.mark.parametrize("frozen_dtype, device, mixed_precision, dtype", [
+    ("auto", "cpu", "bf16", torch.float32),  # a CPU computes in float32 whatever the training precision
+    ("auto", "meta", "bf16", torch.bfloat16),  # an accelerator: half precision, the kind training mixes in
+    ("auto", "meta", "fp16", torch.float16),
+    ("auto", "meta", "no", torch.float16),
+    ("bfloat16", "cpu", "no", torch.bfloat16),  # named: as named
+    ("float32", "meta", "fp16", torch.float32),
+])
+def test_frozen_models_run_in_the_precision_their_device_suits(frozen_dtype, device, mixed_precision, dtype):
+    from higen_core.training.config import TrainConfig
+    from higen_core.training.models import load_components, place_frozen_models
+
+    components = load_components(TrainConfig(init_from="tiny", vae="tiny", text_encoder="tiny", tokenizer="tiny",
+                                             appearance_model="tiny", num_frames=4, height=16, width=16))
+    place_frozen_models(components, frozen_dtype, torch.device(device), mixed_precision)
+    for frozen in (components.vae, components.text_encoder, components.appearance.model):
+        parameter = next(frozen.parameters())
+        assert (parameter.dtype, parameter.device.type) == (dtype, device)
+    assert next(components.unet.parameters()).dtype == torch.float32  # the trained model is the optimizer's

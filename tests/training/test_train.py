@@ -110,6 +110,12 @@ def test_end_to_end_writes_checkpoints_log_samples_and_a_loadable_pipeline(tmp_p
     assert [r["step"] for r in records] == [1, 2, 3, 4]
     assert all({"step", "loss", "lr", "samples_per_s", "kind", "time"} <= set(r) for r in records)
     assert [r["kind"] for r in records] == ["video", "video", "video", "image"]  # 1 step in 4 takes images
+    assert all(r["lr"] == pytest.approx(1e-4) for r in records)  # the config's rate, no warm-up
+    # Samples a second count the step's samples (2 micro-batches of 2 videos or 8 images) over the step's own time
+    # (steps 2 and 4 follow steps that saved nothing).
+    for i, samples in ((1, 4), (3, 16)):
+        seconds = records[i]["time"] - records[i - 1]["time"]
+        assert samples <= records[i]["samples_per_s"] * seconds <= 1.5 * samples
     assert read_mp4_metadata(out / "samples" / "step-000004-0.mp4")["step"] == 4
     assert (out / "samples" / "step-000004-0.gif").is_file()
     assert not (out / LOCK_FILE).exists()  # released: the folder is free for the next run
@@ -476,6 +482,34 @@ def test_nonfinite_losses_skip_steps_then_stop(tmp_path, data, monkeypatch, caps
     assert "step 1: non-finite loss, step skipped (1 in a row)." in caplog.text
     steps = [json.loads(line)["step"] for line in (out / "logs" / "train_log.jsonl").read_text().splitlines()]
     assert steps == [1, 2]  # losses 1 and 3 trained; 2 was skipped without a step
+
+
+def test_a_nonfinite_micro_batch_skips_its_whole_step(tmp_path, monkeypatch, caplog):
+    real = train_module.diffusion_loss
+    calls = []
+
+    def first_nan(*args, **kwargs):  # the first micro-batch of the first step only; its second one is finite
+        calls.append(1)
+        loss = real(*args, **kwargs)
+        return loss * float("nan") if len(calls) == 1 else loss
+
+    monkeypatch.setattr(train_module, "diffusion_loss", first_nan)
+    out = tmp_path / "run"
+    assert main(run_args(out, max_train_steps=2, gradient_accumulation_steps=2)) == 0
+    assert len(calls) == 6  # the skipped step, then two steps of two micro-batches
+    assert "step 0: non-finite loss, step skipped (1 in a row)." in caplog.text
+    assert all(torch.isfinite(v).all() for v in load_file(out / FINAL_UNET).values())
+
+
+def test_the_final_pipeline_holds_the_ema_weights(tmp_path):
+    weights = {}
+    for use_ema in ("true", "false"):
+        out = tmp_path / use_ema
+        assert main(run_args(out, max_train_steps=2, checkpointing_steps=2, use_ema=use_ema, ema_decay=0.5)) == 0
+        final, trained = load_file(out / FINAL_UNET), load_file(out / "checkpoints/step-000002/model.safetensors")
+        assert final.keys() == trained.keys()
+        weights[use_ema] = all(torch.equal(final[k], trained[k]) for k in final)
+    assert weights == {"true": False, "false": True}
 
 
 def test_starts_from_model_folders(tmp_path):
