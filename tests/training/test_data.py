@@ -354,10 +354,13 @@ def shards(media, tmp_path_factory):
     ]
 
 
-def test_tar_shards_group_members_and_skip_bad_samples(shards):
+def test_tar_shards_group_members_and_skip_bad_samples(shards, caplog):
     stats = SkipStats()
     videos = TarShardDataset(shards, "video", 4, 4, 16, 16, stats=stats)
-    items = list(videos)
+    with caplog.at_level("DEBUG", logger=data.logger.name):
+        items = list(videos)
+    problem = data.caption_problem("escape \x1b[31m")
+    assert problem and f"skipped {shards[1]}#006: bad caption ({problem})\n" in caplog.text
     assert sorted(item["caption"] for item in items) == ["clip five", "clip two", "clip zero"]
     assert all(item["pixel_values"].shape == (4, 3, 16, 16) for item in items)
     assert stats.counts == {"no video": 1, "unreadable": 1, "no caption": 1, "bad caption": 1}
@@ -390,12 +393,14 @@ def test_tar_shards_split_across_workers_and_ranks(shards, monkeypatch):
         TarShardDataset(shards, "video", 4, 4, 16, 16, rank=2, world_size=2)
 
 
-def test_missing_and_truncated_shards_are_counted(media, tmp_path):
+def test_missing_and_truncated_shards_are_counted(media, tmp_path, caplog):
     good = read(media["good"])
     cut = build_shard(tmp_path / "cut.tar", [("000.mp4", good), ("000.txt", b"kept"), ("001.mp4", good),
                                              ("001.txt", b"lost")], cut=True)
     stats = SkipStats()
-    items = list(TarShardDataset([cut, str(tmp_path / "gone.tar")], "video", 4, 4, 16, 16, stats=stats))
+    with caplog.at_level("DEBUG", logger=data.logger.name):
+        items = list(TarShardDataset([cut, str(tmp_path / "gone.tar")], "video", 4, 4, 16, 16, stats=stats))
+    assert f"skipped {cut}: unreadable shard (unexpected end of data)\n" in caplog.text
     assert [item["caption"] for item in items] == ["kept"]
     assert stats.counts == {"unreadable shard": 1, "missing": 1}
     assert stats.examples == {"unreadable shard": [cut], "missing": [str(tmp_path / "gone.tar")]}
@@ -472,6 +477,11 @@ def test_one_shard_is_dealt_out_by_sample_position_and_reported_once(media, tmp_
     # reader reports a missing shard.
     assert [read_as(rank, 3) for rank in range(3)] == [
         (["0", "3", "6"], {"missing": [gone]}), (["1", "4", "7"], {}), (["2", "5"], {})]
+    # As many shards as readers or more: each reader reads whole shards of its own.
+    other = build_shard(tmp_path / "other.tar", [("8.mp4", good), ("8.txt", b"a clip")])
+    whole = [[item["path"].rsplit("#", 1)[1] for item in TarShardDataset(
+        [one, other], "video", 4, 4, 16, 16, shuffle_shards=False, rank=rank, world_size=2)] for rank in range(2)]
+    assert whole == [[str(key) for key in range(8)], ["8"]]
     # The readers are the ranks' DataLoader workers: rank 1 of 2 with two workers is readers 2 and 3 of 4.
     dataset = TarShardDataset([one], "video", 4, 4, 16, 16, rank=1, world_size=2)
     batches = DataLoader(dataset, batch_size=1, num_workers=2, collate_fn=collate_skipping)

@@ -512,6 +512,32 @@ def test_the_final_pipeline_holds_the_ema_weights(tmp_path):
     assert weights == {"true": False, "false": True}
 
 
+def test_trains_from_tar_shards(tmp_path):
+    import tarfile
+
+    def shard(path, kind, count, extra=()):
+        entries = [json.loads(line) for line in (TINY_DATA / f"{kind}s.jsonl").read_text().splitlines()[:count]]
+        with tarfile.open(path, "w") as tar:
+            for i, entry in enumerate(entries):
+                tar.add(TINY_DATA / entry["path"], f"{i:03d}{Path(entry['path']).suffix}")
+                caption = tmp_path / "caption.txt"
+                caption.write_text(entry["caption"])
+                tar.add(caption, f"{i:03d}.txt")
+            for name in extra:
+                tar.add(TINY_DATA / entries[0]["path"], name)
+        return str(path)
+
+    videos = shard(tmp_path / "videos.tar", "video", 4, extra=["uncaptioned.mp4"])
+    images = shard(tmp_path / "images.tar", "image", 8)
+    out = tmp_path / "run"
+    argv = run_args(out) + ["--video-data", "--image-data", "--video-shards", videos, "--image-shards", images]
+    assert main(argv) == 0
+    records = [json.loads(line) for line in (out / "logs" / "train_log.jsonl").read_text().splitlines()]
+    assert [r["kind"] for r in records] == ["video", "video", "video", "image"]
+    assert json.loads((out / "logs" / "data_skips.json").read_text())["counts"] == {"no caption": 1}
+    assert HiGenPipeline.from_pretrained(out / "final").unet.config.num_frames == 8
+
+
 def test_starts_from_model_folders(tmp_path):
     from diffusers import UNet2DConditionModel
     from transformers import BitImageProcessor
