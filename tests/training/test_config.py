@@ -81,6 +81,9 @@ def test_help_documents_every_field():
         (["--appearance-model", "/nonexistent"], "appearance_model"),
         (["--appearance-model", "tests/nonexistent"], "appearance_model"),  # an existing parent folder
         (["--appearance-model", "not a hub id"], "appearance_model"),
+        (["--num-frames", "1"], "num_frames"),
+        (["--frozen-dtype", "float64"], "frozen_dtype"),
+        (["--lora-alpha", "0"], "lora_alpha"),
         (["--appearance-model", "facebook--x/dinov2"], "appearance_model"),  # no hub id holds "--" or ".."
         (["--appearance-model", "facebook../dinov2"], "appearance_model"),
         # Flags: exact names only, and each takes its value.
@@ -115,6 +118,7 @@ def test_messages_name_the_problem():
     assert message(DATA + ["--learning-rate", "-1e-4"]) == "learning_rate: must be positive; got -0.0001."
     assert message(DATA + ["--learning-rat", "1e-4"]) == "--learning-rat: unknown flag; did you mean --learning-rate?"
     assert message(DATA + ["--init-from", "/nonexistent"]) == "init_from: no such folder: /nonexistent."
+    assert message(DATA + ["--init-from", "unet.json"]) == "init_from: no such file: unet.json."
     # A missing manifest is reported for its own field, before the other kind's absence.
     assert message(["--video-data", "/nonexistent/videos.jsonl"]) == (
         "video_data: not found: /nonexistent/videos.jsonl.")
@@ -126,8 +130,14 @@ def test_config_file_syntax_error_names_file_and_line(tmp_path):
     with pytest.raises(ConfigError, match=f"^config: {path}, line [34]: not valid YAML"):
         parse_args(["--config", str(path)])
     path.write_text('{"num_frames": 8,, }')
-    with pytest.raises(ConfigError, match=f"^config: {path}, line 1: not valid YAML"):
+    with pytest.raises(ConfigError) as error:
         parse_args(["--config", str(path)])
+    # The parser's own words for the problem, without its position dump.
+    assert str(error.value) == f"config: {path}, line 1: not valid YAML (expected the node content, but found ',')."
+    path.write_text("- num_frames: 8\n")
+    with pytest.raises(ConfigError) as error:
+        parse_args(["--config", str(path)])
+    assert str(error.value) == f"config: {path} must hold a mapping of fields."
 
 
 def test_unknown_field_in_a_file_suggests_the_closest(tmp_path):

@@ -110,8 +110,9 @@ def test_accelerate_launch_cpu_that_starts_one_process_is_refused(monkeypatch, c
 
 def test_fsdp_and_deepspeed_are_refused_with_what_to_use_instead(monkeypatch, capsys, tmp_path):
     # Under FSDP the per-kind gradient hooks never fire, so joint training would train the temporal layers on images.
-    for variable, name in (("ACCELERATE_USE_FSDP", "FSDP"), ("ACCELERATE_USE_DEEPSPEED", "DeepSpeed")):
-        monkeypatch.setenv(variable, "true")
+    for variable, name, value in (("ACCELERATE_USE_FSDP", "FSDP", "true"), ("ACCELERATE_USE_DEEPSPEED", "DeepSpeed",
+                                                                            "yes")):
+        monkeypatch.setenv(variable, value)
         assert main(["--config", str(TINY), "--output-dir", str(tmp_path / "run")]) == 1
         error = capsys.readouterr().err
         assert error.startswith(f"error: {name} is not supported: joint training's per-kind gradient factors")

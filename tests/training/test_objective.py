@@ -2,6 +2,8 @@
 on its middle frame, on motion factors measured on its own latents and on the appearance rows of the frozen image
 model; an image batch on nothing but its caption, as spatial reasoning is at inference."""
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -47,6 +49,11 @@ def test_an_image_is_conditioned_as_spatial_reasoning_is_at_inference(setup):
     assert latents.shape == (3, 4, 1, 8, 8) and conditions["spatial_prior"] is None
     assert torch.equal(conditions["motion_factors"], torch.zeros(3))
     assert torch.equal(conditions["appearance_matrix"], torch.ones(3, 1, width))
+    # Uniform motion factors are a video's: an image keeps its single zero.
+    uniform = dataclasses.replace(config, uniform_motion_factors=1.0)
+    _, conditions, _ = model_inputs({"pixel_values": frames(3, 1), "captions": ["a", "b", "c"]}, components,
+                                    uniform, width, torch.device("cpu"))
+    assert torch.equal(conditions["motion_factors"], torch.zeros(3))
 
 
 def test_motion_factors_are_measured_as_the_model_records_and_a_run_can_set_the_measure():
