@@ -119,6 +119,8 @@ def test_messages_name_the_problem():
     assert message(DATA + ["--learning-rat", "1e-4"]) == "--learning-rat: unknown flag; did you mean --learning-rate?"
     assert message(DATA + ["--init-from", "/nonexistent"]) == "init_from: no such folder: /nonexistent."
     assert message(DATA + ["--init-from", "unet.json"]) == "init_from: no such file: unet.json."
+    assert message(DATA + ["--fps", "0"]) == "fps: must be positive; got 0.0."
+    assert message(DATA + ["--height", "12"]) == "height: must be a positive multiple of 8; got 12."
     # A missing manifest is reported for its own field, before the other kind's absence.
     assert message(["--video-data", "/nonexistent/videos.jsonl"]) == (
         "video_data: not found: /nonexistent/videos.jsonl.")
