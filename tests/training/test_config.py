@@ -120,6 +120,19 @@ def test_messages_name_the_problem():
     assert message(DATA + ["--init-from", "/nonexistent"]) == "init_from: no such folder: /nonexistent."
     assert message(DATA + ["--init-from", "unet.json"]) == "init_from: no such file: unet.json."
     assert message(DATA + ["--fps", "0"]) == "fps: must be positive; got 0.0."
+    assert message(DATA + ["--sample-every", "5", "--sample-prompts"]) == (
+        "sample_prompts: give at least one prompt when sample_every > 0; got [].")
+    assert message(DATA + ["--checkpoints-total-limit", "1"]) == (
+        "checkpoints_total_limit: must be at least 2, so that a complete checkpoint exists while the next one is "
+        "written; got 1.")
+    assert message(DATA + ["--lr-scheduler", "cosine_annealing"]).startswith("lr_scheduler: must be one of ")
+    assert message(DATA + ["--sample-motion-factor", "fast"]) == (
+        "sample_motion_factor: expected a number or null; got 'fast'.")
+    assert message(DATA + ["--check-dat"]) == "--check-dat: unknown flag; did you mean --check-data?"
+    assert message(["--image-data", str(TINY_DATA)]) == (
+        "video_data: no videos: give video_data or video_shards (or image_fraction: 1); got [].")
+    # No sample videos, no prompts needed.
+    assert parse_args(DATA + ["--sample-every", "0", "--sample-prompts"])[0].sample_prompts == []
     assert message(DATA + ["--height", "12"]) == "height: must be a positive multiple of 8; got 12."
     # A missing manifest is reported for its own field, before the other kind's absence.
     assert message(["--video-data", "/nonexistent/videos.jsonl"]) == (

@@ -181,15 +181,17 @@ def test_caption_problem_names_what_a_tokenizer_cannot_take():
         assert data.caption_problem(caption) is None, caption
 
 
-def test_bad_captions_are_skipped_and_named_by_manifest_line(tmp_path, media):
+def test_bad_captions_are_skipped_and_named_by_manifest_line(tmp_path, media, caplog):
     manifest = tmp_path / "m.jsonl"
     captions = {i + 1: caption for i, caption in enumerate(BAD_CAPTIONS)}
     write_manifest(manifest, [media["good"]] * (len(BAD_CAPTIONS) + 1), captions)
     assert "\\ud800" in manifest.read_text()
     stats = SkipStats()
     videos = VideoClipDataset(str(manifest), 4, 4, 16, 16, stats)
-    items = [videos[i] for i in range(len(videos))]
+    with caplog.at_level("DEBUG", logger=data.logger.name):
+        items = [videos[i] for i in range(len(videos))]
     assert items[0]["caption"] == "caption 0" and items[1:] == [None] * len(BAD_CAPTIONS)
+    assert f"skipped {manifest}, line 3: bad caption ({data.caption_problem(BAD_CAPTIONS[1])})\n" in caplog.text
     assert stats.counts == {"bad caption": len(BAD_CAPTIONS)}
     assert stats.examples["bad caption"] == [f"{manifest}, line {n}" for n in range(2, 7)]  # MAX_EXAMPLES of them
     # Images, CSV manifests (control characters only: a CSV is read as UTF-8 text) and every epoch alike.
@@ -210,7 +212,7 @@ def test_check_data_names_bad_captions(tmp_path, media):
 
 
 def test_video_clip_shape_range_and_reproducibility(tmp_path, media):
-    manifest = write_manifest(tmp_path / "m.jsonl", [media["good"]], {0: "a grey square"})
+    manifest = write_manifest(tmp_path / "m.jsonl", [media["good"]] * 8, {0: "a grey square"})
     videos = VideoClipDataset(manifest, num_frames=8, fps=4, height=16, width=16)
     item = videos[0]
     assert item["pixel_values"].shape == (8, 3, 16, 16) and item["pixel_values"].dtype == torch.float32
@@ -218,6 +220,32 @@ def test_video_clip_shape_range_and_reproducibility(tmp_path, media):
     assert item["caption"] == "a grey square" and item["path"] == media["good"]
     again = VideoClipDataset(manifest, num_frames=8, fps=4, height=16, width=16)
     assert torch.equal(again[0]["pixel_values"], item["pixel_values"])
+    # The clip starts follow the seed (0 by default), the epoch and the index.
+    starts = lambda dataset: [frame_indices(dataset[i]["pixel_values"])[0] for i in range(8)]
+    first = starts(videos)
+    assert len(set(first)) > 1 and starts(VideoClipDataset(manifest, 8, 4, 16, 16, seed=0)) == first
+    assert starts(VideoClipDataset(manifest, 8, 4, 16, 16, seed=1)) != first
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    with pytest.raises(ManifestError) as error:
+        VideoClipDataset(str(empty), 8, 4, 16, 16)
+    assert str(error.value) == f"The manifests {empty} list no videos."
+
+
+def test_a_video_that_starts_late_is_read_from_its_first_frame(media, tmp_path):
+    # Timestamps from 500 ms: the clip's positions count from the video's own start.
+    late = write_video(tmp_path / "late.mp4", times_ms=[500 + t for t in VFR_TIMES_MS])
+    assert frame_indices(data._decode_clip(late, 10, 10, HEIGHT, WIDTH, position=0.0)) == [0, 1, 2, 2, 3, 4, 5, 5, 5, 6]
+
+
+def test_an_unexpected_error_is_skipped_under_its_name(tmp_path, media, monkeypatch, caplog):
+    def broken(*args):
+        raise RuntimeError("a bug, not the data")
+
+    monkeypatch.setattr(data, "_decode_image", broken)
+    images = ImageTextDataset(write_manifest(tmp_path / "m.jsonl", [media["png"]]), 16, 16)
+    assert images[0] is None and images.stats.counts == {"error: RuntimeError": 1}
+    assert "Unexpected error loading" in caplog.text
 
 
 def test_timestamp_sampling_picks_every_other_frame_at_half_the_rate(tmp_path, media):

@@ -71,3 +71,28 @@ def test_motion_factors_are_measured_as_the_model_records_and_a_run_can_set_the_
     scaling = components.vae.config.scaling_factor
     expected = (latents[:, :, 1:] - latents[:, :, :-1]).abs().sum(dim=(1, 3, 4)) / scaling
     torch.testing.assert_close(conditions["motion_factors"], expected.round(), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("offset_noise", [0.0, 0.5])
+def test_the_training_noise_carries_offset_noise_per_sample_channel_and_frame(offset_noise):
+    from types import SimpleNamespace
+
+    from higen_core.pipeline_higen import default_scheduler
+    from higen_core.training.objective import diffusion_loss
+
+    seen = {}
+
+    def unet(noisy, timesteps, text_states, **conditions):
+        seen.update(noisy=noisy, timesteps=timesteps)
+        return SimpleNamespace(sample=torch.zeros_like(noisy))
+
+    scheduler = default_scheduler()
+    latents = torch.zeros(64, 2, 3, 32, 32)  # clean latents of zero: the noisy input is the noise, scaled
+    diffusion_loss(unet, latents, {}, None, scheduler, offset_noise, torch.Generator().manual_seed(0))
+    sigma = (1 - scheduler.alphas_cumprod[seen["timesteps"]]).sqrt().view(-1, 1, 1, 1, 1)
+    noise = seen["noisy"] / sigma
+    # One offset per sample, channel and frame shifts each frame's whole plane: the planes' means spread by it.
+    spread = noise.mean(dim=(3, 4)).std().item()
+    assert spread == pytest.approx(max(offset_noise, 1 / 32), rel=0.15)
+    # By default no timestep is favoured: a tenth of them fall in the noisiest tenth.
+    assert (seen["timesteps"] >= 900).float().mean().item() < 0.25
