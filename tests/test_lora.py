@@ -84,8 +84,9 @@ def test_alpha_and_a_file_name_of_ones_own_survive_saving(tmp_path):
     pipe = tiny_pipeline()
     pipe.load_lora_weights(tmp_path, weight_name="mine.safetensors")
     torch.testing.assert_close(video(pipe), video(tuned), rtol=0, atol=1e-5)
-    with pytest.raises(ValueError, match="Give unet_lora_layers"):
+    with pytest.raises(ValueError) as error:
         HiGenPipeline.save_lora_weights(tmp_path, unet_lora_layers={})
+    assert str(error.value) == "Give unet_lora_layers: the adapter weights to save."
     with pytest.raises(TypeError, match="unexpected options: tokenn"):
         HiGenPipeline.lora_state_dict(tmp_path, weight_name="mine.safetensors", tokenn="x")
 
@@ -169,6 +170,7 @@ def test_a_fused_lora_gives_the_same_video_and_unfuses_to_the_base(adapter):
     before = query.base_layer.weight.clone()
     pipe.fuse_lora()
     assert not torch.equal(query.base_layer.weight, before)  # folded into the base weights
+    fused = query.base_layer.weight.clone()
     torch.testing.assert_close(video(pipe), tuned, rtol=0, atol=1e-4)
     pipe.unfuse_lora()
     assert torch.allclose(query.base_layer.weight, before, atol=1e-6)
@@ -176,3 +178,8 @@ def test_a_fused_lora_gives_the_same_video_and_unfuses_to_the_base(adapter):
     pipe.unload_lora_weights()  # unfusing subtracts what fusing added: equal up to float rounding
     torch.testing.assert_close(video(pipe), base, rtol=0, atol=1e-4)
     assert torch.equal(pipe.unet.conv_in.weight, weight)
+    half = tiny_pipeline()
+    half.load_lora_weights(folder)
+    half.fuse_lora(lora_scale=0.5)  # half the adapter's change goes in
+    query = next(m for n, m in half.unet.named_modules() if n.endswith("attn1.to_q"))
+    torch.testing.assert_close(query.base_layer.weight - before, 0.5 * (fused - before), rtol=0, atol=1e-6)

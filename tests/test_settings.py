@@ -140,3 +140,4 @@ def test_unknown_words_ignore_case_and_punctuation():
     settings = HiGenSettings.resolve({"vocabulary": ["a", "red", "cube"]}, (0, 100))
     assert settings.unknown_words('A RED cube. (a "red" cube!) cube, a: cube; red? \'a\'') == []
     assert settings.unknown_words("a red cube -- spins") == ["--", "spins"]
+    assert settings.unknown_words("a Xylophone") == ["xylophone"]  # only punctuation is stripped

@@ -154,6 +154,7 @@ def tiny_unet2d(**changes) -> UNet2DConditionModel:
     ({"encoder_hid_dim": 16}, "uses `encoder_hid_dim`"),
     ({"time_cond_proj_dim": 8}, "uses `time_cond_proj_dim`"),
     ({"only_cross_attention": True}, "uses only/dual cross-attention, which HiGen has no counterpart for"),
+    ({"dual_cross_attention": True}, "uses only/dual cross-attention, which HiGen has no counterpart for"),
     ({"attention_head_dim": (2, 2)}, r"attention heads have different widths per level \(\[16, 32\]\)"),
 ])
 def test_a_source_unet_without_a_higen_counterpart_is_refused(changes, message):
@@ -175,6 +176,9 @@ def test_a_source_with_convolution_projections_in_half_precision_maps_too():
         torch.testing.assert_close(unet(x, t, text).sample, per_frame, atol=1e-4, rtol=0)
     assert HiGenUNet3DModel.from_unet2d(source.to(torch.float16)).dtype == torch.float16
     assert HiGenUNet3DModel.from_unet2d(tiny_unet2d(sample_size=(8, 12))).config.sample_size == (8, 12)
+    # The source's output channels, and diffusers' 64 where a config records no sample size.
+    assert HiGenUNet3DModel.from_unet2d(tiny_unet2d(out_channels=8)).config.out_channels == 8
+    assert HiGenUNet3DModel.from_unet2d(tiny_unet2d(sample_size=None)).config.sample_size == (64, 64)
     # What the caller sets over the source's config.
     assert HiGenUNet3DModel.from_unet2d(source, num_frames=8).config.num_frames == 8
     assert HiGenUNet3DModel.from_unet3d(tiny_unet3d(), num_frames=8).config.num_frames == 8
