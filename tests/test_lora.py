@@ -60,7 +60,7 @@ def test_an_adapter_is_small_and_holds_only_adapter_weights(adapter):
 
 def test_what_is_not_a_lora_is_refused_clearly(tmp_path):
     pipe = tiny_pipeline()
-    with pytest.raises(ValueError, match="Not a LoRA checkpoint"):
+    with pytest.raises(ValueError, match="^Not a LoRA checkpoint: every weight's name must contain 'lora'"):
         pipe.load_lora_weights({"unet.conv_in.weight": torch.zeros(1)})
     with pytest.raises(ValueError, match="no weights for the UNet"):
         pipe.load_lora_weights({"text_encoder.x.lora_A.weight": torch.zeros(1)})
@@ -87,8 +87,8 @@ def test_alpha_and_a_file_name_of_ones_own_survive_saving(tmp_path):
     with pytest.raises(ValueError) as error:
         HiGenPipeline.save_lora_weights(tmp_path, unet_lora_layers={})
     assert str(error.value) == "Give unet_lora_layers: the adapter weights to save."
-    with pytest.raises(TypeError, match="unexpected options: tokenn"):
-        HiGenPipeline.lora_state_dict(tmp_path, weight_name="mine.safetensors", tokenn="x")
+    with pytest.raises(TypeError, match="unexpected options: tokenn, revisoin$"):
+        HiGenPipeline.lora_state_dict(tmp_path, weight_name="mine.safetensors", tokenn="x", revisoin="main")
 
 
 def test_a_lora_made_for_another_network_is_refused_in_one_line():

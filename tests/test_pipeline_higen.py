@@ -318,8 +318,25 @@ EMBEDS = torch.zeros(1, 77, 32)
      "Step callbacks can receive ['latents', 'denoised', 'prompt_embeds', 'negative_prompt_embeds']; not ['noise']."),
 ])
 def test_each_mistake_gets_its_own_message(pipe, change, error, message):
-    with pytest.raises(error, match=re.escape(message)):
+    with pytest.raises(error, match="^" + re.escape(message)):
         pipe.check_inputs(**{**VALID, **change})
+
+
+def test_sizes_prompts_and_factors_as_the_calls_take_them(pipe):
+    with pytest.raises(ValueError, match=r"^height and width must be multiples of 2; got 17x16\.$"):
+        pipe.generate_prior("x", height=17, width=16, num_inference_steps=1, output_type="latent")
+    with pytest.raises(ValueError, match=r"^prompt must be given\.$"):
+        pipe.encode_prompt(None)
+    text_free = HiGenPipeline(unet=pipe.unet, scheduler=default_scheduler())
+    with pytest.raises(ValueError, match=r"^This pipeline has no text encoder/tokenizer: pass `prompt_embeds` "
+                                         r"instead of prompts\.$"):
+        text_free.encode_prompt("x")
+    # Factors as numpy or torch arrays: one video per value, as with a list.
+    prior, noise = torch.zeros(1, 4, 8, 8), torch.randn(2, 4, 3, 8, 8, generator=_gen(8))
+    kwargs = dict(num_frames=3, num_inference_steps=1, output_type="latent", latents=noise)
+    listed = pipe.animate(prior, ["x", "x"], motion_factor=[10.0, 20.0], **kwargs).latents
+    for values in (np.array([10.0, 20.0]), torch.tensor([10.0, 20.0])):
+        assert torch.equal(pipe.animate(prior, ["x", "x"], motion_factor=values, **kwargs).latents, listed)
 
 
 @pytest.mark.parametrize("change", [
