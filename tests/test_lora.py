@@ -87,7 +87,7 @@ def test_alpha_and_a_file_name_of_ones_own_survive_saving(tmp_path):
     with pytest.raises(ValueError) as error:
         HiGenPipeline.save_lora_weights(tmp_path, unet_lora_layers={})
     assert str(error.value) == "Give unet_lora_layers: the adapter weights to save."
-    with pytest.raises(TypeError, match="unexpected options: tokenn, revisoin$"):
+    with pytest.raises(TypeError, match="unexpected options: revisoin, tokenn$"):
         HiGenPipeline.lora_state_dict(tmp_path, weight_name="mine.safetensors", tokenn="x", revisoin="main")
 
 
