@@ -349,6 +349,20 @@ def test_a_watcher_learns_who_holds_a_folder_without_taking_it(tmp_path):
     assert holder_pid(out) is None
 
 
+def test_a_stale_lock_is_taken_over_and_named(tmp_path, caplog):
+    out = tmp_path / "runs" / "first"  # folders made as needed
+    out.mkdir(parents=True)
+    (out / LOCK_FILE).write_text('{"pid": 1, "host": "old"}\n')  # a killed run's, unlocked
+    lock = OutputLock.take(out)
+    assert (f"{out / LOCK_FILE} was left by a run that ended without releasing it (killed?): "
+            '{"pid": 1, "host": "old"}; taking it over.') in caplog.text
+    holder = json.loads((out / LOCK_FILE).read_text())
+    assert holder["pid"] == os.getpid() and re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d [+-]\d{4}", holder["started"])
+    lock.release()
+    OutputLock.take(tmp_path / "a" / "b").release()
+    assert (tmp_path / "a" / "b").is_dir()
+
+
 def test_a_killed_runs_lock_is_free_even_while_its_forked_children_live(tmp_path):
     # A DataLoader worker forked by the run shares the lock's file; the lock must still end with the run.
     out = tmp_path / "run"
