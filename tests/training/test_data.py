@@ -126,7 +126,8 @@ def test_manifests_csv_jsonl_folder_relative_paths(tmp_path):
     folder = tmp_path / "manifests"
     folder.mkdir()
     (folder / "a.csv").write_text('id,path,caption,score\n1,clips/a.mp4,"a cat, sleeping",0.9\n\n2,/abs/b.mp4,,0.1\n')
-    (folder / "b.jsonl").write_text('{"path": "../c.png", "caption": "a dog", "extra": 1}\n\n')
+    # A byte-order mark, as some editors write one, starts the JSONL.
+    (folder / "b.jsonl").write_bytes(b'\xef\xbb\xbf{"path": "../c.png", "caption": "a dog", "extra": 1}\n\n')
     (folder / "notes.txt").write_text("ignored")
     csv, jsonl = folder / "a.csv", folder / "b.jsonl"
     expected = [

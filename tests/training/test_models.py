@@ -43,3 +43,13 @@ def test_frozen_models_run_in_the_precision_their_device_suits(frozen_dtype, dev
         parameter = next(frozen.parameters())
         assert (parameter.dtype, parameter.device.type) == (dtype, device)
     assert next(components.unet.parameters()).dtype == torch.float32  # the trained model is the optimizer's
+
+
+def test_a_size_the_networks_cannot_halve_is_refused_with_the_multiple_they_need():
+    from higen_core.training.config import ConfigError, TrainConfig
+    from higen_core.training.models import load_components
+
+    with pytest.raises(ConfigError) as error:
+        load_components(TrainConfig(init_from="tiny", vae="tiny", text_encoder="tiny", tokenizer="tiny",
+                                    appearance_model="tiny", num_frames=4, height=18, width=16))
+    assert str(error.value).startswith("height: must be a multiple of 4 (VAE factor 2 x 2 for ")
