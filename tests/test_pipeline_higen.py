@@ -435,3 +435,12 @@ def test_a_step_callback_sees_what_it_asked_for_and_may_replace_the_latents(pipe
     pipe.animate(torch.zeros(1, 4, 8, 8), "x", num_frames=3, num_inference_steps=3, output_type="latent",
                  callback_on_step_end=lambda p, i, t, tensors: steps.append(i) or {})
     assert steps == [0, 0, 1, 2]
+
+
+def test_the_vae_sets_the_pixel_size_of_a_latent():
+    from diffusers import AutoencoderKL
+
+    four_levels = AutoencoderKL(block_out_channels=(8, 8, 8, 8), norm_num_groups=8, latent_channels=4,
+                                down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4)
+    assert HiGenPipeline(vae=four_levels, unet=tiny_pipeline().unet, scheduler=default_scheduler()).vae_scale_factor == 8
+    assert HiGenPipeline(unet=tiny_pipeline().unet, scheduler=default_scheduler()).vae_scale_factor == 8  # SD's, unknown
