@@ -571,6 +571,13 @@ def test_starts_from_model_folders(tmp_path):
                                                   source.unet.state_dict().values()))
     assert components.unet.config.num_frames == 4 and components.appearance.size == (16, 16)
     assert components.appearance(torch.rand(3, 3, 16, 16) * 2 - 1).shape == (3, 32)
+    # Another pipeline class's folder (a text-to-video pipeline holding these parts): its unet and frozen models.
+    index = json.loads((pipeline_dir / "model_index.json").read_text())
+    (pipeline_dir / "model_index.json").write_text(json.dumps({**index, "_class_name": "TextToVideoSDPipeline"}))
+    other = load_components(config)
+    assert all(torch.equal(a, b) for a, b in zip(other.unet.state_dict().values(), source.unet.state_dict().values()))
+    assert all(torch.equal(a, b) for a, b in zip(other.text_encoder.state_dict().values(),
+                                                 source.text_encoder.state_dict().values()))
 
     # A Stable Diffusion 2.x UNet folder: its layers become the spatial ones.
     unet2d_dir = tmp_path / "sd-unet"
