@@ -53,3 +53,16 @@ def test_a_size_the_networks_cannot_halve_is_refused_with_the_multiple_they_need
         load_components(TrainConfig(init_from="tiny", vae="tiny", text_encoder="tiny", tokenizer="tiny",
                                     appearance_model="tiny", num_frames=4, height=18, width=16))
     assert str(error.value).startswith("height: must be a multiple of 4 (VAE factor 2 x 2 for ")
+
+
+def test_a_folder_of_another_model_is_refused_as_init_from(tmp_path):
+    from higen_core.testing import tiny_pipeline
+    from higen_core.training.config import ConfigError, TrainConfig
+    from higen_core.training.models import load_components
+
+    tiny_pipeline().vae.save_pretrained(tmp_path)
+    with pytest.raises(ConfigError) as error:
+        load_components(TrainConfig(init_from=str(tmp_path), vae="tiny", text_encoder="tiny", tokenizer="tiny",
+                                    appearance_model="tiny", num_frames=4, height=16, width=16))
+    assert str(error.value) == (f"init_from: {tmp_path} holds a AutoencoderKL; expected a HiGen pipeline, a "
+                                "UNet3DConditionModel or a UNet2DConditionModel (pipeline or unet folder).")
