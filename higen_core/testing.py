@@ -127,6 +127,14 @@ def tiny_pipeline(seed: int = 0, **unet_overrides) -> HiGenPipeline:
     return pipe
 
 
+def tiny_train_config(**fields):
+    """A training `TrainConfig` whose every model is the tiny one (4 frames of 16x16 unless `fields` say otherwise)."""
+    from .training.config import TrainConfig  # the trainer's config needs yaml; the pipeline's users do not
+
+    models = dict(init_from="tiny", vae="tiny", text_encoder="tiny", tokenizer="tiny", appearance_model="tiny")
+    return TrainConfig(**{**models, "num_frames": 4, "height": 16, "width": 16, **fields})
+
+
 def add_random_lora_(pipe: HiGenPipeline, rank: int = 4, alpha: float | None = None, seed: int = 0,
                      std: float = 0.1) -> dict:
     """Give `pipe`'s UNet a LoRA adapter whose B matrices are random (a new adapter's are zero, which is the base

@@ -6,13 +6,10 @@ import torch
 from accelerate import Accelerator
 from torch.utils.data import Dataset
 
-from higen_core.training.config import TrainConfig
+from higen_core.testing import tiny_train_config
 from higen_core.training.data import SkipStats
 from higen_core.training.latents import build_latent_cache, collate_cached, encode_pixels
 from higen_core.training.models import load_components
-
-TINY = dict(init_from="tiny", vae="tiny", text_encoder="tiny", tokenizer="tiny", appearance_model="tiny",
-            num_frames=4, height=16, width=16)
 
 
 class Samples(Dataset):
@@ -30,7 +27,7 @@ class Samples(Dataset):
 
 @pytest.fixture(scope="module")
 def components():
-    return load_components(TrainConfig(**TINY))
+    return load_components(tiny_train_config())
 
 
 def clips(count, seed=0):

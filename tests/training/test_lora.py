@@ -9,10 +9,9 @@ from safetensors.torch import load_file
 
 from higen_core.lora import LORA_WEIGHT_NAME, lora_config
 from higen_core.pipeline_higen import default_scheduler
-from higen_core.testing import tiny_pipeline, tiny_unet
+from higen_core.testing import tiny_pipeline, tiny_train_config, tiny_unet
 from higen_core.train import main
 from higen_core.training.checkpoint import latest_checkpoint
-from higen_core.training.config import TrainConfig
 from higen_core.training.data import VideoClipDataset, collate_skipping
 from higen_core.training.latents import encode_pixels, encode_text, higen_conditions, sample_latents
 from higen_core.training.models import load_components
@@ -31,8 +30,7 @@ def lora_args(out: Path, **fields) -> list[str]:
 
 
 def test_lora_steps_lower_the_loss():
-    config = TrainConfig(init_from="tiny", vae="tiny", text_encoder="tiny", tokenizer="tiny",
-                         appearance_model="tiny", num_frames=8, height=16, width=16)
+    config = tiny_train_config(num_frames=8)
     components = load_components(config)
     unet = components.unet
     unet.requires_grad_(False)

@@ -33,11 +33,10 @@ def test_frames_get_the_size_and_statistics_the_processor_names(tmp_path, proces
     ("float32", "meta", "fp16", torch.float32),
 ])
 def test_frozen_models_run_in_the_precision_their_device_suits(frozen_dtype, device, mixed_precision, dtype):
-    from higen_core.training.config import TrainConfig
+    from higen_core.testing import tiny_train_config
     from higen_core.training.models import load_components, place_frozen_models
 
-    components = load_components(TrainConfig(init_from="tiny", vae="tiny", text_encoder="tiny", tokenizer="tiny",
-                                             appearance_model="tiny", num_frames=4, height=16, width=16))
+    components = load_components(tiny_train_config())
     place_frozen_models(components, frozen_dtype, torch.device(device), mixed_precision)
     for frozen in (components.vae, components.text_encoder, components.appearance.model):
         parameter = next(frozen.parameters())
@@ -46,12 +45,12 @@ def test_frozen_models_run_in_the_precision_their_device_suits(frozen_dtype, dev
 
 
 def test_a_size_the_networks_cannot_halve_is_refused_with_the_multiple_they_need():
-    from higen_core.training.config import ConfigError, TrainConfig
+    from higen_core.testing import tiny_train_config
+    from higen_core.training.config import ConfigError
     from higen_core.training.models import load_components
 
     with pytest.raises(ConfigError) as error:
-        load_components(TrainConfig(init_from="tiny", vae="tiny", text_encoder="tiny", tokenizer="tiny",
-                                    appearance_model="tiny", num_frames=4, height=18, width=16))
+        load_components(tiny_train_config(height=18))
     assert str(error.value).startswith("height: must be a multiple of 4 (VAE factor 2 x 2 for ")
 
 

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from higen_core.conditioning import appearance_matrix_from_features, motion_factors_from_latents
+from higen_core.testing import tiny_train_config
 from higen_core.training.config import TrainConfig
 from higen_core.training.models import load_components
 from higen_core.training.objective import model_inputs
@@ -15,8 +16,7 @@ from higen_core.training.objective import model_inputs
 
 @pytest.fixture(scope="module")
 def setup():
-    config = TrainConfig(init_from="tiny", vae="tiny", text_encoder="tiny", tokenizer="tiny", appearance_model="tiny",
-                         num_frames=5, height=16, width=16, text_dropout=0.0, uniform_motion_factors=0.0)
+    config = tiny_train_config(num_frames=5, text_dropout=0.0, uniform_motion_factors=0.0)
     return config, load_components(config)
 
 
@@ -59,8 +59,7 @@ def test_an_image_is_conditioned_as_spatial_reasoning_is_at_inference(setup):
 def test_motion_factors_are_measured_as_the_model_records_and_a_run_can_set_the_measure():
     # null keeps init_from's measure (the tiny UNet's 'scaled:l2'); a given one is used and recorded in the model,
     # so the trained model's γm keeps the meaning it was trained with.
-    base = TrainConfig(init_from="tiny", vae="tiny", text_encoder="tiny", tokenizer="tiny", appearance_model="tiny",
-                       num_frames=5, height=16, width=16, text_dropout=0.0)
+    base = tiny_train_config(num_frames=5, text_dropout=0.0)
     assert load_components(base).unet.config.motion_factor_measure == "scaled:l2"
     config = TrainConfig(**{**base.to_dict(), "motion_factor_measure": "unscaled:l1"})
     components = load_components(config)

@@ -15,18 +15,15 @@ from diffusers.training_utils import EMAModel
 from higen_core import HiGenPipeline
 from higen_core.pipeline_higen import default_scheduler
 from higen_core.training import outputs
-from higen_core.training.config import TrainConfig
+from higen_core.testing import tiny_train_config
 from higen_core.training.models import load_components
 from higen_core.video_io import read_mp4_metadata
-
-TINY = dict(init_from="tiny", vae="tiny", text_encoder="tiny", tokenizer="tiny", appearance_model="tiny",
-            num_frames=4, height=16, width=16)
 
 
 @pytest.mark.parametrize("sample_motion_factor, expected_motion_factor", [(30.0, 30.0), (None, "recommended")])
 def test_samples_show_the_ema_weights_with_the_runs_settings(tmp_path, monkeypatch, sample_motion_factor,
                                                              expected_motion_factor):
-    config = TrainConfig(**TINY, output_dir=str(tmp_path / "run"), fps=4.0, seed=5, sample_prompts=["a", "b c"],
+    config = tiny_train_config(output_dir=str(tmp_path / "run"), fps=4.0, seed=5, sample_prompts=["a", "b c"],
                          sample_inference_steps=2, sample_guidance_scale=3.0,
                          sample_motion_factor=sample_motion_factor)
     components = load_components(config)

@@ -23,7 +23,7 @@ import higen_core.train as train_module
 from higen_core import HiGenPipeline
 from higen_core.conditioning import motion_factors_from_latents
 from higen_core.pipeline_higen import default_scheduler
-from higen_core.testing import tiny_pipeline, tiny_unet
+from higen_core.testing import tiny_pipeline, tiny_train_config, tiny_unet
 from higen_core.train import main
 from higen_core.training.checkpoint import latest_checkpoint, read_state
 from higen_core.training.config import ConfigError, TrainConfig
@@ -181,8 +181,7 @@ def test_fine_tuning_keeps_the_settings_its_base_recommends(tmp_path):
 
 
 def test_loss_falls_on_a_fixed_batch(data):
-    config = TrainConfig(init_from="tiny", vae="tiny", text_encoder="tiny", tokenizer="tiny",
-                         appearance_model="tiny", num_frames=8, height=16, width=16)
+    config = tiny_train_config(num_frames=8)
     components = load_components(config)
     batch = collate_skipping([VideoClipDataset(data / "videos.jsonl", 8, 8, 16, 16)[0]])
     width = components.unet.config.appearance_width
@@ -654,8 +653,7 @@ def test_ablation_switches_keep_the_switched_off_inputs_at_zero(tmp_path):
 @pytest.mark.parametrize("uniform", [0.0, 1.0])
 def test_uniform_motion_factors_give_each_clip_one_factor_as_inference_does(uniform):
     # Inference asks for one γm for every pair of frames; uniform_motion_factors trains on the same (their clip mean).
-    config = TrainConfig(init_from="tiny", vae="tiny", text_encoder="tiny", tokenizer="tiny", appearance_model="tiny",
-                         num_frames=4, height=16, width=16, uniform_motion_factors=uniform, text_dropout=0.0)
+    config = tiny_train_config(uniform_motion_factors=uniform, text_dropout=0.0)
     components = load_components(config)
     # Two clips that change only between their last two frames, as the shapes world's colour changes do.
     mean = torch.zeros(2, 4, 4, 2, 2)  # (B, C, F, h, w)
